@@ -1,0 +1,1 @@
+"""Datasets: what each one is (catalog) and, later, how it is loaded."""

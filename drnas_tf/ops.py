@@ -1,0 +1,334 @@
+"""Primitive operations of the DARTS and NAS-Bench-201 spaces as Keras layers (NHWC).
+
+The layers follow the reference PyTorch code (SPEC §3, §11): symmetric explicit padding rather than
+TensorFlow's bottom/right 'same' padding, bias-free convolutions, BatchNorm with PyTorch's momentum 0.1 and
+eps 1e-5, average pooling that excludes padding, and PyTorch's default uniform initialisation. Stride-2
+paths use ceil-mode output sizes so that every branch of a reduction cell agrees on odd input sizes, where
+the reference code fails (docs/differences.md).
+"""
+
+import math
+
+import keras
+import tensorflow as tf
+
+BN_MOMENTUM = 0.9  # Keras momentum 0.9 == PyTorch momentum 0.1
+BN_EPSILON = 1e-5
+
+
+def torch_uniform(fan_in):
+    """PyTorch's default init for conv and linear layers: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    bound = 1.0 / math.sqrt(fan_in)
+    return keras.initializers.RandomUniform(-bound, bound)
+
+
+def built(layer, channels_in):
+    """Builds a Keras layer for NHWC inputs with `channels_in` channels, and returns it."""
+    layer.build((None, None, None, channels_in))
+    return layer
+
+
+class Block(keras.layers.Layer):
+    """A layer whose sublayers are all built in `__init__`, from channel counts alone.
+
+    Without its own `build`, Keras 3 builds a composite layer by running `call` symbolically, once per
+    nesting level: minutes for a 20-cell supernet. Building at construction needs no data and no tracing.
+    """
+
+    def build(self, *args, **kwargs):
+        self.built = True
+
+
+def batch_norm(affine, channels, name=None):
+    """BatchNorm with PyTorch numerics; affine=False has no trainable weights."""
+    return built(keras.layers.BatchNormalization(
+        momentum=BN_MOMENTUM, epsilon=BN_EPSILON, center=affine, scale=affine, name=name), channels)
+
+
+def conv2d(channels_in, channels_out, kernel_size, stride=1, dilation=1, name=None):
+    """A bias-free 'valid' convolution; callers pad explicitly."""
+    return built(keras.layers.Conv2D(
+        channels_out, kernel_size, strides=stride, dilation_rate=dilation, padding="valid",
+        use_bias=False, kernel_initializer=torch_uniform(channels_in * kernel_size**2), name=name), channels_in)
+
+
+def depthwise_conv2d(channels, kernel_size, stride=1, dilation=1, name=None):
+    """A bias-free 'valid' depthwise convolution (PyTorch groups=channels)."""
+    return built(keras.layers.DepthwiseConv2D(
+        kernel_size, strides=stride, dilation_rate=dilation, padding="valid", use_bias=False,
+        depthwise_initializer=torch_uniform(kernel_size**2), name=name), channels)
+
+
+def dense(units_in, units_out, name=None):
+    """A linear layer initialised as PyTorch's nn.Linear."""
+    layer = keras.layers.Dense(
+        units_out, kernel_initializer=torch_uniform(units_in), bias_initializer=torch_uniform(units_in),
+        name=name)
+    layer.build((None, units_in))
+    return layer
+
+
+def pad_spatial(x, top, bottom, left, right, value=0.0):
+    """Pads the H and W axes of an NHWC tensor."""
+    if not (top or bottom or left or right):
+        return x
+    return tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]], constant_values=value)
+
+
+def ceil_mode_pad(size, kernel_size, stride):
+    """Extra bottom/right padding that makes a 'valid' pool produce PyTorch's ceil_mode output size."""
+    out = -(-(size - kernel_size) // stride) + 1
+    return (out - 1) * stride + kernel_size - size
+
+
+def _spatial_size(x):
+    shape = x.shape
+    if shape[1] is None or shape[2] is None:
+        raise ValueError(f"spatial size must be static, got input shape {shape}")
+    return shape[1], shape[2]
+
+
+def max_pool(x, kernel_size, stride, padding=0, ceil_mode=False):
+    """Max pooling with symmetric -inf padding (and ceil-mode sizes where asked)."""
+    height, width = _spatial_size(x)
+    extra_h = ceil_mode_pad(height + 2 * padding, kernel_size, stride) if ceil_mode else 0
+    extra_w = ceil_mode_pad(width + 2 * padding, kernel_size, stride) if ceil_mode else 0
+    x = pad_spatial(x, padding, padding + extra_h, padding, padding + extra_w, value=x.dtype.min)
+    return tf.nn.max_pool2d(x, kernel_size, stride, "VALID")
+
+
+def avg_pool(x, kernel_size, stride, padding=0, ceil_mode=False):
+    """Average pooling that divides by the number of real (unpadded) inputs in each window.
+
+    This is PyTorch's count_include_pad=False; it also makes ceil-mode windows average their real inputs.
+    """
+    height, width = _spatial_size(x)
+    extra_h = ceil_mode_pad(height + 2 * padding, kernel_size, stride) if ceil_mode else 0
+    extra_w = ceil_mode_pad(width + 2 * padding, kernel_size, stride) if ceil_mode else 0
+    pads = (padding, padding + extra_h, padding, padding + extra_w)
+    if not any(pads):
+        return tf.nn.avg_pool2d(x, kernel_size, stride, "VALID")
+    sums = tf.nn.avg_pool2d(pad_spatial(x, *pads), kernel_size, stride, "VALID")
+    ones = tf.ones([1, height, width, 1], dtype=x.dtype)
+    counts = tf.nn.avg_pool2d(pad_spatial(ones, *pads), kernel_size, stride, "VALID")
+    return sums / counts
+
+
+def channel_shuffle(x, groups):
+    """NHWC channel shuffle: [b, h, w, g, c/g] -> swap the last two axes -> [b, h, w, c]."""
+    if groups == 1:
+        return x
+    channels = x.shape[-1]
+    shape = tf.shape(x)
+    x = tf.reshape(x, [shape[0], shape[1], shape[2], groups, channels // groups])
+    x = tf.transpose(x, [0, 1, 2, 4, 3])
+    return tf.reshape(x, [shape[0], shape[1], shape[2], channels])
+
+
+class ReLUConvBN(Block):
+    """ReLU -> conv (k x k, stride, symmetric padding) -> BN.
+
+    Args:
+        channels_in, channels_out: input and output channels.
+        kernel_size, stride, padding, dilation: as PyTorch's nn.Conv2d.
+        affine: whether BN has a learnable scale and offset.
+    """
+
+    def __init__(self, channels_in, channels_out, kernel_size, stride, padding, dilation=1,
+                 affine=True, **kwargs):
+        super().__init__(**kwargs)
+        self.channels_in, self.channels_out = channels_in, channels_out
+        self.kernel_size, self.stride, self.padding, self.dilation = kernel_size, stride, padding, dilation
+        self.affine = affine
+        self.conv = conv2d(channels_in, channels_out, kernel_size, stride, dilation, name="conv")
+        self.bn = batch_norm(affine, channels_out, name="bn")
+
+    def call(self, x, training=False):
+        x = pad_spatial(tf.nn.relu(x), *[self.padding] * 4)
+        return self.bn(self.conv(x), training=training)
+
+    def get_config(self):
+        return {**super().get_config(), "channels_in": self.channels_in, "channels_out": self.channels_out,
+                "kernel_size": self.kernel_size, "stride": self.stride, "padding": self.padding,
+                "dilation": self.dilation, "affine": self.affine}
+
+
+class DilConv(Block):
+    """ReLU -> depthwise conv (dilated, strided) -> pointwise conv -> BN.
+
+    Args:
+        channels_in, channels_out: input and output channels.
+        kernel_size, stride, padding, dilation: of the depthwise convolution.
+        affine: whether BN has a learnable scale and offset.
+    """
+
+    def __init__(self, channels_in, channels_out, kernel_size, stride, padding, dilation, affine=True,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.channels_in, self.channels_out = channels_in, channels_out
+        self.kernel_size, self.stride, self.padding, self.dilation = kernel_size, stride, padding, dilation
+        self.affine = affine
+        self.depthwise = depthwise_conv2d(channels_in, kernel_size, stride, dilation, name="depthwise")
+        self.pointwise = conv2d(channels_in, channels_out, 1, name="pointwise")
+        self.bn = batch_norm(affine, channels_out, name="bn")
+
+    def call(self, x, training=False):
+        x = pad_spatial(tf.nn.relu(x), *[self.padding] * 4)
+        return self.bn(self.pointwise(self.depthwise(x)), training=training)
+
+    def get_config(self):
+        return {**super().get_config(), "channels_in": self.channels_in, "channels_out": self.channels_out,
+                "kernel_size": self.kernel_size, "stride": self.stride, "padding": self.padding,
+                "dilation": self.dilation, "affine": self.affine}
+
+
+class SepConv(Block):
+    """Two stacked DilConv blocks without dilation; only the first is strided.
+
+    Args:
+        channels_in, channels_out: input and output channels (the middle width is channels_in).
+        kernel_size, stride, padding: of the depthwise convolutions.
+        affine: whether the BNs have a learnable scale and offset.
+    """
+
+    def __init__(self, channels_in, channels_out, kernel_size, stride, padding, affine=True, **kwargs):
+        super().__init__(**kwargs)
+        self.channels_in, self.channels_out = channels_in, channels_out
+        self.kernel_size, self.stride, self.padding, self.affine = kernel_size, stride, padding, affine
+        self.first = DilConv(channels_in, channels_in, kernel_size, stride, padding, 1, affine, name="first")
+        self.second = DilConv(channels_in, channels_out, kernel_size, 1, padding, 1, affine, name="second")
+
+    def call(self, x, training=False):
+        return self.second(self.first(x, training=training), training=training)
+
+    def get_config(self):
+        return {**super().get_config(), "channels_in": self.channels_in, "channels_out": self.channels_out,
+                "kernel_size": self.kernel_size, "stride": self.stride, "padding": self.padding,
+                "affine": self.affine}
+
+
+class FactorizedReduce(Block):
+    """ReLU -> [1x1 stride-2 conv on x || 1x1 stride-2 conv on x shifted by one pixel] -> BN.
+
+    On odd sizes the shifted branch is zero-padded at the bottom/right so both branches give ceil(H/2)
+    (the reference fails there); on even sizes this is exactly the reference.
+
+    Args:
+        channels_in, channels_out: input and output channels; channels_out must be even.
+        affine: whether BN has a learnable scale and offset.
+    """
+
+    def __init__(self, channels_in, channels_out, affine=True, **kwargs):
+        super().__init__(**kwargs)
+        if channels_out % 2:
+            raise ValueError(f"FactorizedReduce needs an even number of output channels, got {channels_out}")
+        self.channels_in, self.channels_out, self.affine = channels_in, channels_out, affine
+        self.conv_1 = conv2d(channels_in, channels_out // 2, 1, 2, name="conv_1")
+        self.conv_2 = conv2d(channels_in, channels_out // 2, 1, 2, name="conv_2")
+        self.bn = batch_norm(affine, channels_out, name="bn")
+
+    def call(self, x, training=False):
+        x = tf.nn.relu(x)
+        shifted = pad_spatial(x, 0, 1, 0, 1)[:, 1:, 1:, :]
+        out = tf.concat([self.conv_1(x), self.conv_2(shifted)], axis=-1)
+        return self.bn(out, training=training)
+
+    def get_config(self):
+        return {**super().get_config(), "channels_in": self.channels_in, "channels_out": self.channels_out,
+                "affine": self.affine}
+
+
+class Pool(Block):
+    """3x3 max or average pooling (padding 1, average excluding padding), optionally followed by BN.
+
+    The DARTS space follows pooling with an affine-free BN (MaxPoolBN/AvgPoolBN, search and evaluation);
+    the NAS-Bench-201 average pool has no BN.
+
+    Args:
+        mode: "max" or "avg".
+        channels: channels in and out.
+        stride: 1 or 2.
+        with_bn: append BN(affine=False).
+    """
+
+    def __init__(self, mode, channels, stride, with_bn, **kwargs):
+        super().__init__(**kwargs)
+        if mode not in ("max", "avg"):
+            raise ValueError(f"pool mode must be 'max' or 'avg', got {mode!r}")
+        self.mode, self.channels, self.stride, self.with_bn = mode, channels, stride, with_bn
+        self.bn = batch_norm(False, channels, name="bn") if with_bn else None
+
+    def call(self, x, training=False):
+        pool = max_pool if self.mode == "max" else avg_pool
+        x = pool(x, 3, self.stride, padding=1)
+        return self.bn(x, training=training) if self.bn is not None else x
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode, "channels": self.channels, "stride": self.stride,
+                "with_bn": self.with_bn}
+
+
+class Identity(Block):
+    """Returns its input."""
+
+    def call(self, x, training=False):
+        return x
+
+
+class Zero(Block):
+    """The 'none' operation: zeros, strided like the other operations of the edge.
+
+    Args:
+        stride: 1 or 2 (ceil-mode size, like the strided convolutions).
+    """
+
+    def __init__(self, stride, **kwargs):
+        super().__init__(**kwargs)
+        self.stride = stride
+
+    def call(self, x, training=False):
+        if self.stride > 1:
+            x = x[:, :: self.stride, :: self.stride, :]
+        return tf.zeros_like(x)
+
+    def get_config(self):
+        return {**super().get_config(), "stride": self.stride}
+
+
+def make_op(name, channels, stride, affine, space):
+    """Builds the operation `name` of search space `space` ("darts" or "nb201") on `channels` channels."""
+    builders = _DARTS_OPS if space == "darts" else _NB201_OPS if space == "nb201" else None
+    if builders is None:
+        raise ValueError(f"unknown search space {space!r}; expected 'darts' or 'nb201'")
+    if name not in builders:
+        raise ValueError(f"unknown operation {name!r} in the {space} space; expected one of: "
+                         + ", ".join(builders))
+    return builders[name](channels, stride, affine, name)
+
+
+def _skip(channels, stride, affine, name):
+    return Identity(name=name) if stride == 1 else FactorizedReduce(channels, channels, affine, name=name)
+
+
+def _nb201_conv(kernel_size):
+    return lambda c, s, a, name: ReLUConvBN(c, c, kernel_size, s, (kernel_size - 1) // 2, 1, a, name=name)
+
+
+_DARTS_OPS = {
+    "none": lambda c, s, a, name: Zero(s, name=name),
+    "max_pool_3x3": lambda c, s, a, name: Pool("max", c, s, True, name=name),
+    "avg_pool_3x3": lambda c, s, a, name: Pool("avg", c, s, True, name=name),
+    "skip_connect": _skip,
+    "sep_conv_3x3": lambda c, s, a, name: SepConv(c, c, 3, s, 1, a, name=name),
+    "sep_conv_5x5": lambda c, s, a, name: SepConv(c, c, 5, s, 2, a, name=name),
+    "dil_conv_3x3": lambda c, s, a, name: DilConv(c, c, 3, s, 2, 2, a, name=name),
+    "dil_conv_5x5": lambda c, s, a, name: DilConv(c, c, 5, s, 4, 2, a, name=name),
+}
+
+_NB201_OPS = {
+    "none": lambda c, s, a, name: Zero(s, name=name),
+    "skip_connect": _skip,
+    "nor_conv_1x1": _nb201_conv(1),
+    "nor_conv_3x3": _nb201_conv(3),
+    "avg_pool_3x3": lambda c, s, a, name: Pool("avg", c, s, False, name=name),
+}

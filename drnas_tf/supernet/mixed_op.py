@@ -1,0 +1,58 @@
+"""The partial-channel mixed operation of an edge (SPEC §4)."""
+
+import keras
+import tensorflow as tf
+
+from drnas_tf import ops
+
+
+class MixedOp(ops.Block):
+    """Weighted sum of the candidate operations on the first C/k channels; the rest bypass; shuffle.
+
+    out = channel_shuffle(concat([sum_o w_o * o(x[..., :C/k]), bypass(x[..., C/k:])]), k), where the bypass is
+    a 2x2 max pool on stride-2 edges. Operations whose mask entry is false (pruned) are not built and never
+    run. k = 1 is the plain DARTS/DrNAS mixed operation.
+
+    Args:
+        space: "darts" or "nb201" (which primitives `candidates` names).
+        candidates: all operation names of the space, in the order of the architecture tensor's columns.
+        mask: one bool per candidate; false marks a pruned operation.
+        channels: channels of the edge's input and output.
+        stride: 1, or 2 on the input edges of a DARTS reduction cell.
+        k: the partial-channel divisor; must divide `channels`.
+        bypass_scale: factor on the bypassed channels (1.0 is the reference; see docs/differences.md).
+    """
+
+    def __init__(self, space, candidates, mask, channels, stride, k, bypass_scale=1.0, **kwargs):
+        super().__init__(**kwargs)
+        if k < 1 or channels % k:
+            raise ValueError(f"k={k} must be a positive divisor of the edge's {channels} channels")
+        if len(mask) != len(candidates):
+            raise ValueError(f"mask has {len(mask)} entries for {len(candidates)} candidate operations")
+        if not any(mask):
+            raise ValueError("the mask prunes every operation of the edge; keep at least one")
+        self.space, self.candidates, self.mask = space, tuple(candidates), tuple(bool(m) for m in mask)
+        self.channels, self.stride, self.k, self.bypass_scale = channels, stride, k, float(bypass_scale)
+        self.partial_channels = channels // k
+        self.active = tuple(i for i, kept in enumerate(self.mask) if kept)
+        self.ops = [ops.make_op(candidates[i], self.partial_channels, stride, False, space)
+                    for i in self.active]
+
+    def call(self, x, weights, training=False):
+        """x: [b, h, w, channels]; weights: [len(candidates)] mixing weights of this edge."""
+        partial = x[..., : self.partial_channels]
+        weights = tf.cast(weights, x.dtype)
+        mixed = tf.add_n([weights[i] * op(partial, training=training) for i, op in zip(self.active, self.ops)])
+        if self.k == 1:
+            return mixed
+        bypass = x[..., self.partial_channels:]
+        if self.stride > 1:
+            bypass = ops.max_pool(bypass, 2, 2, ceil_mode=True)
+        if self.bypass_scale != 1.0:
+            bypass = bypass * self.bypass_scale
+        return ops.channel_shuffle(tf.concat([mixed, bypass], axis=-1), self.k)
+
+    def get_config(self):
+        return {**super().get_config(), "space": self.space, "candidates": list(self.candidates),
+                "mask": list(self.mask), "channels": self.channels, "stride": self.stride, "k": self.k,
+                "bypass_scale": self.bypass_scale}
