@@ -1,0 +1,113 @@
+"""MixedOp and search cells: partial channels, bypass, shuffle, masks, the NB201 bypass growth."""
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from drnas_tf import complexity, ops
+from drnas_tf.spaces import darts, nb201
+from drnas_tf.supernet import DartsSearchCell, MixedOp, Nb201SearchCell
+from layer_harness import check_layer, random_images
+
+C = 16
+
+
+def nchw_shuffle(x, groups):
+    b, h, w, c = x.shape
+    return x.reshape(b, h, w, groups, c // groups).swapaxes(3, 4).reshape(b, h, w, c)
+
+
+def edge_weights(num_ops, mask=None, seed=0):
+    weights = np.random.default_rng(seed).uniform(0.1, 1.0, num_ops).astype(np.float32)
+    if mask is not None:
+        weights = weights * np.asarray(mask)
+    return weights / weights.sum()
+
+
+@pytest.mark.parametrize("stride,size", [(1, (8, 8)), (2, (8, 8)), (2, (9, 7))])
+def test_partial_channel_mixed_op_matches_reference_formula(stride, size):
+    k = 4
+    mask = [True, False, True, True, False, True, True]
+    mixed = MixedOp("darts", darts.OPS, mask, C, stride, k)
+    x = random_images(*size, channels=C)
+    weights = edge_weights(7, mask)
+    out = mixed(x, tf.constant(weights), training=False).numpy()
+
+    partial = x[..., : C // k]
+    summed = sum(weights[i] * op(partial, training=False).numpy() for i, op in zip(mixed.active, mixed.ops))
+    bypass = x[..., C // k:]
+    if stride == 2:
+        bypass = ops.max_pool(bypass, 2, 2, ceil_mode=True)
+    expected = nchw_shuffle(np.concatenate([summed, bypass.numpy()], axis=-1), k)
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
+    assert out.shape == (2, -(-size[0] // stride), -(-size[1] // stride), C)
+
+
+def test_k1_is_plain_weighted_sum():
+    mixed = MixedOp("nb201", nb201.OPS, [True] * 5, C, 1, 1)
+    x = random_images(6, 6, channels=C)
+    weights = edge_weights(5)
+    expected = sum(w * op(x, training=False).numpy() for w, op in zip(weights, mixed.ops))
+    np.testing.assert_allclose(mixed(x, tf.constant(weights)).numpy(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_pruned_ops_are_not_built_and_get_no_weights():
+    full = MixedOp("darts", darts.OPS, [True] * 7, C, 1, 1)
+    pruned = MixedOp("darts", darts.OPS, [False, False, True, True, False, False, True], C, 1, 1)
+    assert [op.name for op in pruned.ops] == ["skip_connect", "sep_conv_3x3", "dil_conv_5x5"]
+    assert complexity.count_params(pruned.trainable_variables) == 2 * (9 * C + C * C) + 25 * C + C * C
+    assert complexity.count_params(full.trainable_variables) > complexity.count_params(pruned.trainable_variables)
+    # Weights of pruned ops are never read: NaN there cannot reach the output.
+    weights = np.full(7, np.nan, np.float32)
+    weights[[2, 3, 6]] = 1 / 3
+    assert np.isfinite(pruned(random_images(5, 5, channels=C), tf.constant(weights)).numpy()).all()
+
+
+def test_mixed_op_config_round_trip():
+    mixed = MixedOp("darts", darts.OPS, [True, False] * 3 + [True], C, 2, 4, bypass_scale=0.5)
+    check_layer(mixed, random_images(9, 7, channels=C), (2, 5, 4, C), call_kwargs={"weights": edge_weights(7)})
+
+
+def test_bad_partial_channel_settings_are_rejected():
+    with pytest.raises(ValueError, match="k=3 must be a positive divisor of the edge's 16 channels"):
+        MixedOp("nb201", nb201.OPS, [True] * 5, C, 1, 3)
+    with pytest.raises(ValueError, match="prunes every operation"):
+        MixedOp("nb201", nb201.OPS, [False] * 5, C, 1, 1)
+
+
+@pytest.mark.parametrize("reduction,reduction_prev", [(False, False), (True, False), (False, True)])
+def test_darts_search_cell_shapes_and_config(reduction, reduction_prev):
+    cell = DartsSearchCell(24, 20, 8, reduction, reduction_prev, 2, np.ones((14, 7), bool))
+    s1_size = (9, 7)
+    s0_size = (17, 13) if reduction_prev else s1_size
+    out_size = (5, 4) if reduction else s1_size
+    weights = np.stack([edge_weights(7, seed=i) for i in range(14)])
+    check_layer(cell, [random_images(*s0_size, channels=24), random_images(*s1_size, channels=20)],
+                (2, *out_size, 4 * 8), call_kwargs={"weights": tf.constant(weights)})
+
+
+def nb201_stack_growth(bypass, cells=5, k=4):
+    """RMS of each cell's output over the stack input, training-mode BN, uniform edge weights."""
+    stack = [Nb201SearchCell(C, k, np.ones((6, 5), bool), bypass) for _ in range(cells)]
+    weights = tf.fill([6, 5], 0.2)
+    x = random_images(8, 8, channels=C, batch=8)
+    rms = [float(tf.sqrt(tf.reduce_mean(tf.square(x))))]
+    for cell in stack:
+        x = cell(x, weights, training=True)
+        rms.append(float(tf.sqrt(tf.reduce_mean(tf.square(x)))))
+    return np.array(rms[1:]) / rms[0]
+
+
+def test_nb201_bypass_sum_grows_about_fourfold_per_cell_and_mean_does_not():
+    growth_sum = nb201_stack_growth("sum")
+    growth_mean = nb201_stack_growth("mean")
+    ratios = growth_sum[1:] / growth_sum[:-1]
+    assert np.all(ratios > 2.5) and np.all(ratios < 4.5), growth_sum  # SPEC §10 item 15: about x4
+    assert growth_sum[-1] > 100
+    assert growth_mean.max() < 3, growth_mean
+    assert nb201_stack_growth("sum", k=1).max() < 3  # no bypass, no growth
+
+
+def test_nb201_cell_config_round_trip():
+    cell = Nb201SearchCell(C, 2, np.ones((6, 5), bool), "mean")
+    check_layer(cell, random_images(7, 5, channels=C), (2, 7, 5, C), call_kwargs={"weights": tf.fill([6, 5], 0.2)})

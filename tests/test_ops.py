@@ -1,0 +1,138 @@
+"""Primitive operations: shapes on odd and non-square inputs, parameter counts, reference numerics."""
+
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from drnas_tf import ops
+from drnas_tf.spaces import darts, nb201
+from layer_harness import check_layer, random_images
+
+C = 8
+
+# Trainable parameters of each DARTS op at C channels: (affine=False, affine=True), stride 1.
+DARTS_PARAMS = {
+    "max_pool_3x3": (0, 0),
+    "avg_pool_3x3": (0, 0),
+    "skip_connect": (0, 0),
+    "sep_conv_3x3": (2 * (9 * C + C * C), 2 * (9 * C + C * C) + 4 * C),
+    "sep_conv_5x5": (2 * (25 * C + C * C), 2 * (25 * C + C * C) + 4 * C),
+    "dil_conv_3x3": (9 * C + C * C, 9 * C + C * C + 2 * C),
+    "dil_conv_5x5": (25 * C + C * C, 25 * C + C * C + 2 * C),
+}
+NB201_PARAMS = {"none": 0, "skip_connect": 0, "nor_conv_1x1": C * C, "nor_conv_3x3": 9 * C * C, "avg_pool_3x3": 0}
+
+
+def ceil_half(n):
+    return -(-n // 2)
+
+
+@pytest.mark.parametrize("size", [(32, 32), (33, 33), (32, 48), (7, 9)])
+@pytest.mark.parametrize("stride", [1, 2])
+@pytest.mark.parametrize("name", darts.OPS + ("none",))
+def test_darts_op_shapes_and_config(name, stride, size):
+    x = random_images(*size, channels=C)
+    out_size = size if stride == 1 else tuple(ceil_half(n) for n in size)
+    op = ops.make_op(name, C, stride, False, "darts")
+    check_layer(op, x, (2, *out_size, C))
+
+
+@pytest.mark.parametrize("name", darts.OPS)
+@pytest.mark.parametrize("affine", [False, True])
+def test_darts_op_param_counts(name, affine):
+    op = ops.make_op(name, C, 1, affine, "darts")
+    expected = DARTS_PARAMS[name][affine]
+    check_layer(op, random_images(8, 8, C), (2, 8, 8, C), trainable_params=expected)
+
+
+def test_strided_skip_is_factorized_reduce():
+    op = ops.make_op("skip_connect", C, 2, True, "darts")
+    assert isinstance(op, ops.FactorizedReduce)
+    check_layer(op, random_images(8, 8, C), (2, 4, 4, C), trainable_params=2 * C * (C // 2) + 2 * C)
+
+
+@pytest.mark.parametrize("name", nb201.OPS)
+def test_nb201_op_shapes_and_param_counts(name):
+    op = ops.make_op(name, C, 1, False, "nb201")
+    check_layer(op, random_images(33, 17, C), (2, 33, 17, C), trainable_params=NB201_PARAMS[name])
+
+
+def test_nb201_pool_has_no_bn_and_darts_pool_has_affine_free_bn():
+    assert ops.make_op("avg_pool_3x3", C, 1, True, "nb201").bn is None
+    bn = ops.make_op("avg_pool_3x3", C, 1, True, "darts").bn
+    assert not bn.center and not bn.scale and len(bn.non_trainable_variables) == 2
+
+
+def test_batch_norm_uses_pytorch_numerics():
+    bn = ops.batch_norm(True, C)
+    assert bn.momentum == pytest.approx(0.9) and bn.epsilon == pytest.approx(1e-5)
+
+
+def test_unknown_op_and_space_are_rejected():
+    with pytest.raises(ValueError, match="unknown operation 'conv_9x9' in the darts space"):
+        ops.make_op("conv_9x9", C, 1, False, "darts")
+    with pytest.raises(ValueError, match="unknown search space 'nasbench101'"):
+        ops.make_op("none", C, 1, False, "nasbench101")
+    with pytest.raises(ValueError, match="even number of output channels"):
+        ops.FactorizedReduce(C, 5)
+
+
+def test_avg_pool_excludes_padding():
+    x = tf.reshape(tf.range(16, dtype=tf.float32), [1, 4, 4, 1])
+    out = ops.avg_pool(x, 3, 1, padding=1)[0, :, :, 0].numpy()
+    grid = np.arange(16, dtype=np.float32).reshape(4, 4)
+    expected = np.array([[grid[max(i - 1, 0):i + 2, max(j - 1, 0):j + 2].mean() for j in range(4)]
+                         for i in range(4)])
+    np.testing.assert_allclose(out, expected, rtol=1e-6)
+
+
+def test_stride2_pools_pad_symmetrically_like_pytorch():
+    # PyTorch MaxPool2d(3, 2, padding=1) on a 4x4 ramp picks windows centred on rows/cols 0 and 2.
+    x = tf.reshape(tf.range(16, dtype=tf.float32), [1, 4, 4, 1])
+    out = ops.max_pool(x, 3, 2, padding=1)[0, :, :, 0].numpy()
+    np.testing.assert_array_equal(out, [[5, 7], [13, 15]])
+    avg = ops.avg_pool(x, 3, 2, padding=1)[0, :, :, 0].numpy()
+    np.testing.assert_allclose(avg, [[2.5, 4.0], [8.5, 10.0]], rtol=1e-6)
+
+
+def test_ceil_mode_pools_keep_every_row_of_odd_inputs():
+    x = tf.reshape(tf.range(9, dtype=tf.float32), [1, 3, 3, 1])
+    np.testing.assert_array_equal(ops.max_pool(x, 2, 2, ceil_mode=True)[0, :, :, 0], [[4, 5], [7, 8]])
+    np.testing.assert_allclose(ops.avg_pool(x, 2, 2, ceil_mode=True)[0, :, :, 0], [[2, 3.5], [6.5, 8]])
+
+
+def test_factorized_reduce_matches_reference_on_even_inputs():
+    op = ops.FactorizedReduce(C, C, affine=False)
+    x = random_images(8, 6, C)
+    out = op(x, training=False).numpy()
+    relu = tf.nn.relu(x)
+    first = op.conv_1(relu)
+    second = op.conv_2(relu[:, 1:, 1:, :])  # the reference's x[:, :, 1:, 1:]
+    expected = op.bn(tf.concat([first, second], -1), training=False).numpy()
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_channel_shuffle_matches_nchw_reference():
+    groups, channels = 3, 12
+    x = np.random.default_rng(0).standard_normal((2, 5, 4, channels)).astype(np.float32)
+    nchw = x.transpose(0, 3, 1, 2)
+    b, c, h, w = nchw.shape
+    shuffled = nchw.reshape(b, groups, c // groups, h, w).transpose(0, 2, 1, 3, 4).reshape(b, c, h, w)
+    np.testing.assert_array_equal(ops.channel_shuffle(tf.constant(x), groups).numpy(),
+                                  shuffled.transpose(0, 2, 3, 1))
+
+
+def test_init_follows_pytorch_default_bounds():
+    conv = ops.conv2d(16, 32, 3)
+    bound = 1 / math.sqrt(16 * 9)
+    kernel = conv.kernel.numpy()
+    assert np.abs(kernel).max() <= bound and np.abs(kernel).max() > 0.9 * bound
+    depthwise = ops.depthwise_conv2d(16, 5)
+    assert np.abs(depthwise.kernel.numpy()).max() <= 1 / 5
+
+
+def test_zero_op_strides_like_convolutions():
+    out = ops.Zero(2)(random_images(7, 4, C))
+    assert out.shape == (2, 4, 2, C) and not np.any(out.numpy())
