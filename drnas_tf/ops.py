@@ -22,50 +22,67 @@ def torch_uniform(fan_in):
     return keras.initializers.RandomUniform(-bound, bound)
 
 
-def built(layer, channels_in):
-    """Builds a Keras layer for NHWC inputs with `channels_in` channels, and returns it."""
-    layer.build((None, None, None, channels_in))
+def deferred(layer, input_shape):
+    """Records the input shape a leaf Keras layer is built for by its parent Block's `build`."""
+    layer.deferred_input_shape = tuple(input_shape)
     return layer
 
 
+def build_sublayers(layer):
+    """Builds the direct sublayers of `layer` (Blocks recursively, leaves from their `deferred` shape).
+
+    Call it from `layer.build`, which Keras runs inside the layer's name scope.
+    """
+    for sublayer in layer._flatten_layers(include_self=False, recursive=False):
+        if sublayer.built:
+            continue
+        if isinstance(sublayer, Block):
+            sublayer.build()
+        else:
+            sublayer.build(sublayer.deferred_input_shape)
+
+
 class Block(keras.layers.Layer):
-    """A layer whose sublayers are all built in `__init__`, from channel counts alone.
+    """A layer whose sublayers are all built from channel counts alone, without tracing `call`.
 
     Without its own `build`, Keras 3 builds a composite layer by running `call` symbolically, once per
-    nesting level: minutes for a 20-cell supernet. Building at construction needs no data and no tracing.
+    nesting level: minutes for a 20-cell supernet. `build` here builds the direct sublayers (Blocks
+    recursively, leaf layers from their `deferred` shape) inside this layer's name scope, so weight paths
+    are unique (`cell_3/edge_2_0/sep_conv_3x3/first/depthwise/kernel`). Networks call `self.build()` at
+    the end of `__init__`, creating every variable eagerly, once.
     """
 
     def build(self, *args, **kwargs):
-        self.built = True
+        build_sublayers(self)
 
 
 def batch_norm(affine, channels, name=None):
     """BatchNorm with PyTorch numerics; affine=False has no trainable weights."""
-    return built(keras.layers.BatchNormalization(
-        momentum=BN_MOMENTUM, epsilon=BN_EPSILON, center=affine, scale=affine, name=name), channels)
+    return deferred(keras.layers.BatchNormalization(
+        momentum=BN_MOMENTUM, epsilon=BN_EPSILON, center=affine, scale=affine, name=name),
+        (None, None, None, channels))
 
 
 def conv2d(channels_in, channels_out, kernel_size, stride=1, dilation=1, name=None):
     """A bias-free 'valid' convolution; callers pad explicitly."""
-    return built(keras.layers.Conv2D(
+    return deferred(keras.layers.Conv2D(
         channels_out, kernel_size, strides=stride, dilation_rate=dilation, padding="valid",
-        use_bias=False, kernel_initializer=torch_uniform(channels_in * kernel_size**2), name=name), channels_in)
+        use_bias=False, kernel_initializer=torch_uniform(channels_in * kernel_size**2), name=name),
+        (None, None, None, channels_in))
 
 
 def depthwise_conv2d(channels, kernel_size, stride=1, dilation=1, name=None):
     """A bias-free 'valid' depthwise convolution (PyTorch groups=channels)."""
-    return built(keras.layers.DepthwiseConv2D(
+    return deferred(keras.layers.DepthwiseConv2D(
         kernel_size, strides=stride, dilation_rate=dilation, padding="valid", use_bias=False,
-        depthwise_initializer=torch_uniform(kernel_size**2), name=name), channels)
+        depthwise_initializer=torch_uniform(kernel_size**2), name=name), (None, None, None, channels))
 
 
 def dense(units_in, units_out, name=None):
     """A linear layer initialised as PyTorch's nn.Linear."""
-    layer = keras.layers.Dense(
+    return deferred(keras.layers.Dense(
         units_out, kernel_initializer=torch_uniform(units_in), bias_initializer=torch_uniform(units_in),
-        name=name)
-    layer.build((None, units_in))
-    return layer
+        name=name), (None, units_in))
 
 
 def pad_spatial(x, top, bottom, left, right, value=0.0):

@@ -101,9 +101,9 @@ def main(argv):
             image_size=FLAGS.image_size)
         import keras
         keras.utils.set_random_seed(FLAGS.seed)
-        model = networks.build_network(
-            genotype, config.num_classes, init_channels=config.init_channels, layers=config.layers,
-            cells_per_stage=config.cells_per_stage, stem=config.stem, auxiliary=FLAGS.auxiliary)
+        depth = ({"cells_per_stage": config.cells_per_stage} if genotype.space == "nb201"
+                 else {"layers": config.layers, "stem": config.stem, "auxiliary": FLAGS.auxiliary})
+        model = networks.build_network(genotype, config.num_classes, init_channels=config.init_channels, **depth)
         extra = {"network": "discrete", "genotype": genotype.to_text()}
     else:
         if FLAGS.auxiliary:

@@ -29,6 +29,7 @@ def check_layer(layer, inputs, expected_shape, trainable_params=None, non_traina
         assert complexity.count_params(layer.non_trainable_variables) == non_trainable_params
     clone = type(layer).from_config(layer.get_config())
     assert clone.get_config() == layer.get_config()
+    clone(*inputs, training=False, **call_kwargs)  # builds it
     copy_weights(layer, clone)
     np.testing.assert_allclose(clone(*inputs, training=False, **call_kwargs).numpy(), output.numpy(),
                                rtol=1e-5, atol=1e-5)

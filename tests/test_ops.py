@@ -61,7 +61,9 @@ def test_nb201_op_shapes_and_param_counts(name):
 
 def test_nb201_pool_has_no_bn_and_darts_pool_has_affine_free_bn():
     assert ops.make_op("avg_pool_3x3", C, 1, True, "nb201").bn is None
-    bn = ops.make_op("avg_pool_3x3", C, 1, True, "darts").bn
+    pool = ops.make_op("avg_pool_3x3", C, 1, True, "darts")
+    pool.build()
+    bn = pool.bn
     assert not bn.center and not bn.scale and len(bn.non_trainable_variables) == 2
 
 
@@ -126,10 +128,12 @@ def test_channel_shuffle_matches_nchw_reference():
 
 def test_init_follows_pytorch_default_bounds():
     conv = ops.conv2d(16, 32, 3)
+    conv.build(conv.deferred_input_shape)
     bound = 1 / math.sqrt(16 * 9)
     kernel = conv.kernel.numpy()
     assert np.abs(kernel).max() <= bound and np.abs(kernel).max() > 0.9 * bound
     depthwise = ops.depthwise_conv2d(16, 5)
+    depthwise.build(depthwise.deferred_input_shape)
     assert np.abs(depthwise.kernel.numpy()).max() <= 1 / 5
 
 

@@ -37,10 +37,10 @@ class DartsSearchCell(ops.Block):
             self.preprocess0 = ops.ReLUConvBN(channels_prev_prev, channels, 1, 1, 0, affine=False,
                                               name="preprocess0")
         self.preprocess1 = ops.ReLUConvBN(channels_prev, channels, 1, 1, 0, affine=False, name="preprocess1")
-        self.edges = [
+        self.edges = tuple(
             MixedOp("darts", darts.OPS, self.mask[e], channels, 2 if reduction and source < 2 else 1, k,
                     name=f"edge_{node + 2}_{source}")
-            for e, (node, source) in enumerate(darts.EDGES)]
+            for e, (node, source) in enumerate(darts.EDGES))
 
     def call(self, s0, s1, weights, training=False):
         """s0, s1: outputs of cells k-2 and k-1; weights: [14, 7] edge weights of this cell type."""
@@ -82,10 +82,10 @@ class Nb201SearchCell(ops.Block):
         self.mask = np.asarray(mask, dtype=bool)
         if self.mask.shape != nb201.ARCH_SHAPES["cell"]:
             raise ValueError(f"an NB201 cell mask has shape {nb201.ARCH_SHAPES['cell']}, got {self.mask.shape}")
-        self.edges = [
+        self.edges = tuple(
             MixedOp("nb201", nb201.OPS, self.mask[e], channels, 1, k,
                     bypass_scale=1.0 / node if bypass == "mean" else 1.0, name=f"edge_{node}_{source}")
-            for e, (node, source) in enumerate(nb201.EDGE_INPUTS)]
+            for e, (node, source) in enumerate(nb201.EDGE_INPUTS))
 
     def call(self, x, weights, training=False):
         """x: [b, h, w, channels]; weights: [6, 5] edge weights."""

@@ -35,8 +35,8 @@ class MixedOp(ops.Block):
         self.channels, self.stride, self.k, self.bypass_scale = channels, stride, k, float(bypass_scale)
         self.partial_channels = channels // k
         self.active = tuple(i for i, kept in enumerate(self.mask) if kept)
-        self.ops = [ops.make_op(candidates[i], self.partial_channels, stride, False, space)
-                    for i in self.active]
+        self.ops = tuple(ops.make_op(candidates[i], self.partial_channels, stride, False, space)
+                    for i in self.active)
 
     def call(self, x, weights, training=False):
         """x: [b, h, w, channels]; weights: [len(candidates)] mixing weights of this edge."""

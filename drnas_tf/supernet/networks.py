@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from drnas_tf import blocks, relax
+from drnas_tf import blocks, ops, relax
 from drnas_tf.spaces import darts, nb201
 from drnas_tf.supernet.cells import DartsSearchCell, Nb201SearchCell
 
@@ -46,13 +46,18 @@ class Supernet(keras.Model):
                 raise ValueError(f"mask {name!r} has shape {mask.shape}, expected {shapes[name]}")
             if not mask.any(axis=1).all():
                 raise ValueError(f"mask {name!r} prunes every operation of some edge")
-        self.arch = {
-            name: self.add_weight(name=f"arch_{name}", shape=shape,
-                                  initializer=keras.initializers.RandomNormal(stddev=ARCH_INIT_STDDEV))
-            for name, shape in shapes.items()}
+        for name, shape in shapes.items():  # attributes, not a dict: tf.train.Checkpoint skips dict values
+            setattr(self, f"arch_{name}", self.add_weight(
+                name=f"arch_{name}", shape=shape,
+                initializer=keras.initializers.RandomNormal(stddev=ARCH_INIT_STDDEV)))
+
+    @property
+    def arch(self):
+        """{name: eta variable [edges, ops]}, e.g. {"normal": ..., "reduce": ...} in the DARTS space."""
+        return {name: getattr(self, f"arch_{name}") for name in self.space.ARCH_SHAPES}
 
     def build(self, *args, **kwargs):
-        self.built = True  # every sublayer was built in __init__ (ops.Block)
+        ops.build_sublayers(self)  # subclasses call this at the end of __init__: every variable, eagerly
 
     @property
     def arch_variables(self):
@@ -128,17 +133,19 @@ class DartsSupernet(Supernet):
             self.stem = blocks.ImageNetStem(stem_channels, name="stem")
         channels_pp, channels_p, channels = stem_channels, stem_channels, init_channels
         reduction_prev = stem == "imagenet"
-        self.cells = []
+        cells = []
         for i in range(layers):
             reduction = i in (layers // 3, 2 * layers // 3)
             if reduction:
                 channels *= 2
             mask = self.masks["reduce" if reduction else "normal"]
-            self.cells.append(DartsSearchCell(channels_pp, channels_p, channels, reduction, reduction_prev, k,
-                                              mask, name=f"cell_{i}"))
+            cells.append(DartsSearchCell(channels_pp, channels_p, channels, reduction, reduction_prev, k, mask,
+                                         name=f"cell_{i}"))
             reduction_prev = reduction
             channels_pp, channels_p = channels_p, darts.STEPS * channels
+        self.cells = tuple(cells)  # a tuple: tf.train.Checkpoint skips layers held in a Keras layer's list
         self.classifier = blocks.Classifier(channels_p, num_classes, name="classifier")
+        self.build()
 
     def call(self, images, training=False, seed=None):
         weights = self.edge_weights(seed)
@@ -177,16 +184,17 @@ class Nb201Supernet(Supernet):
         super().__init__(num_classes, k, masks, method, temperature, **kwargs)
         self.init_channels, self.cells_per_stage, self.bypass = init_channels, cells_per_stage, bypass
         self.stem = blocks.ConvBN(3, init_channels, 3, 1, 1, name="stem")
-        self.cells = []
+        cells = []
         channels = init_channels
         for stage in range(3):
             if stage:
-                self.cells.append(blocks.ResNetBlock(channels, 2 * channels, name=f"reduction_{stage}"))
+                cells.append(blocks.ResNetBlock(channels, 2 * channels, name=f"reduction_{stage}"))
                 channels *= 2
             for i in range(cells_per_stage):
-                self.cells.append(Nb201SearchCell(channels, k, self.masks["cell"], bypass,
-                                                  name=f"cell_{stage}_{i}"))
+                cells.append(Nb201SearchCell(channels, k, self.masks["cell"], bypass, name=f"cell_{stage}_{i}"))
+        self.cells = tuple(cells)
         self.classifier = blocks.Classifier(channels, num_classes, bn_relu=True, name="classifier")
+        self.build()
 
     def call(self, images, training=False, seed=None):
         weights = self.edge_weights(seed)["cell"]

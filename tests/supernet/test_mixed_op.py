@@ -54,6 +54,8 @@ def test_k1_is_plain_weighted_sum():
 def test_pruned_ops_are_not_built_and_get_no_weights():
     full = MixedOp("darts", darts.OPS, [True] * 7, C, 1, 1)
     pruned = MixedOp("darts", darts.OPS, [False, False, True, True, False, False, True], C, 1, 1)
+    full.build()
+    pruned.build()
     assert [op.name for op in pruned.ops] == ["skip_connect", "sep_conv_3x3", "dil_conv_5x5"]
     assert complexity.count_params(pruned.trainable_variables) == 2 * (9 * C + C * C) + 25 * C + C * C
     assert complexity.count_params(full.trainable_variables) > complexity.count_params(pruned.trainable_variables)

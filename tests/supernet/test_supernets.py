@@ -153,3 +153,18 @@ def test_bad_supernet_arguments_are_rejected():
         build_supernet("nb201", 10, init_channels=16, k=4, cells_per_stage=5, stem="imagenet")
     with pytest.raises(ValueError, match="k=3 must be a positive divisor"):
         Nb201Supernet(10, 16, 1, 3)
+
+
+def test_weight_paths_are_unique_and_nested():
+    model = DartsSupernet(10, 8, 3, 2)
+    paths = [v.path for v in model.variables]
+    assert len(paths) == len(set(paths))
+    assert any(p.endswith("cell_1/edge_2_0/sep_conv_3x3/first/depthwise/kernel") for p in paths), paths[:5]
+
+
+def test_checkpoint_restores_every_variable(tmp_path):
+    model, other = Nb201Supernet(10, 8, 1, 2), Nb201Supernet(10, 8, 1, 2)
+    path = tf.train.Checkpoint(model=model).save(str(tmp_path / "ckpt"))
+    tf.train.Checkpoint(model=other).restore(path).assert_consumed()
+    for a, b in zip(model.variables, other.variables):
+        np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
