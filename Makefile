@@ -1,0 +1,30 @@
+# Everything installs into .venv from requirements.txt; no step needs a manual install.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+
+.PHONY: install quickstart test test-fast clean
+
+$(VENV)/installed: requirements.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $@
+
+install: $(VENV)/installed
+
+# The main job on the built-in offline dataset (until the search lands: describe its supernet).
+quickstart: install
+	$(PY) -m drnas_tf.summary --search_space=nb201 --dataset=digits
+
+# The whole suite, slow tests included (what CI runs).
+test: install
+	$(PY) -m pytest tests -q
+
+# Without the tests marked slow.
+test-fast: install
+	$(PY) -m pytest tests -q -m "not slow"
+
+clean:
+	rm -rf $(VENV) .pytest_cache
