@@ -1,0 +1,43 @@
+"""PyTorch-semantics SGD and the per-epoch schedules."""
+
+import math
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from drnas_tf import optim
+
+
+def test_torch_sgd_matches_pytorch_update_rule_across_a_learning_rate_change():
+    w0 = np.array([1.0, -2.0, 0.5], np.float32)
+    grads = [np.array([0.1, 0.2, -0.3], np.float32), np.array([-0.5, 0.1, 0.0], np.float32)]
+    lrs, mu, wd = [0.1, 0.01], 0.9, 3e-4
+    variable = tf.Variable(w0)
+    sgd = optim.TorchSGD(lrs[0], mu, wd)
+    sgd.build([variable])
+    w, v = w0.astype(np.float64), np.zeros(3)
+    for lr, g in zip(lrs, grads):
+        sgd.learning_rate = lr
+        sgd.apply([tf.constant(g)], [variable])
+        v = mu * v + (g + wd * w)  # torch.optim.SGD(momentum=mu, weight_decay=wd), dampening 0
+        w = w - lr * v
+    np.testing.assert_allclose(variable.numpy(), w, rtol=1e-6)
+    np.testing.assert_allclose(sgd.momentums[0].numpy(), v, rtol=1e-6)
+
+
+def test_arch_adam_uses_reference_betas():
+    adam = optim.arch_adam(6e-4)
+    assert (adam.beta_1, adam.beta_2, adam.epsilon) == (0.5, 0.999, 1e-8)
+    assert adam.weight_decay is None
+
+
+@pytest.mark.parametrize("epoch,expected", [(0, 0.025), (50, 0.013), (100, 0.001), (25, 0.001 + 0.024 * (1 + math.cos(math.pi / 4)) / 2)])
+def test_cosine_schedule_closed_form(epoch, expected):
+    assert optim.cosine_learning_rate(epoch, 100, 0.025, 0.001) == pytest.approx(expected)
+
+
+def test_linear_warmup_overrides_cosine():
+    assert [optim.cosine_learning_rate(e, 50, 0.5, 0.0, warmup_epochs=5) for e in range(5)] == pytest.approx(
+        [0.1, 0.2, 0.3, 0.4, 0.5])
+    assert optim.cosine_learning_rate(5, 50, 0.5, 0.0, warmup_epochs=5) == pytest.approx(0.5 * (1 + math.cos(math.pi / 10)) / 2)
