@@ -85,3 +85,138 @@ def network_config(search_space="darts", dataset="cifar10", init_channels=None, 
         if getattr(config, name) < 1:
             raise ValueError(f"--{name} must be positive, got {getattr(config, name)}")
     return config
+
+
+# The paper's search settings per (space, stem) (SPEC §2.2, §5.1); CIFAR-style datasets share the CIFAR row.
+_SEARCH_DEFAULTS = {
+    ("darts", "cifar"): dict(batch_size=64, learning_rate=0.1, learning_rate_min=0.0, lr_warmup_epochs=0,
+                             arch_learning_rate=6e-4, arch_grad_clip=0.0, ks=(6, 4), num_keeps=(7, 4),
+                             stage_epochs=(25, 25), arch_warmup_epochs=10, seed=2),
+    ("darts", "imagenet"): dict(batch_size=512, learning_rate=0.5, learning_rate_min=0.0, lr_warmup_epochs=5,
+                                arch_learning_rate=6e-3, arch_grad_clip=5.0, ks=(6, 3), num_keeps=(7, 4),
+                                stage_epochs=(25, 25), arch_warmup_epochs=10, seed=0),
+    ("nb201", "cifar"): dict(batch_size=64, learning_rate=0.025, learning_rate_min=0.001, lr_warmup_epochs=0,
+                             arch_learning_rate=3e-4, arch_grad_clip=0.0, ks=(4, 2), num_keeps=(5, 3),
+                             stage_epochs=(50, 50), arch_warmup_epochs=10, seed=2),
+}
+METHOD_RELAXATIONS = {"dirichlet": "dirichlet", "darts": "softmax", "gumbel": "gumbel"}
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchConfig:
+    """A whole search: the supernet, the stages, both optimizers and the data.
+
+    Attributes:
+        network: the supernet's NetworkConfig (its k and num_keep are those of the first stage).
+        method: dirichlet (DrNAS), darts (softmax) or gumbel.
+        ks, num_keeps, stage_epochs: per progressive stage, k, operations kept per edge, epochs.
+        arch_warmup_epochs: stage-local epochs before architecture updates begin (SPEC §2.3).
+        batch_size: global batch of each of the two halves.
+        learning_rate, learning_rate_min, lr_warmup_epochs: the weights' cosine schedule over all stages.
+        momentum, weight_decay, grad_clip: SGD (PyTorch semantics) and the global-norm clip.
+        arch_learning_rate, reg_type, reg_scale, arch_grad_clip: Adam on eta and its regulariser.
+        gumbel_temperature: for method gumbel.
+        train_portion, data_dir, download: the search split and where TFDS data lives.
+        seed: seeds initialisation, data order, sampling and widening.
+        steps_per_epoch: cap on steps per epoch (None: the whole weight half).
+    """
+
+    network: NetworkConfig
+    method: str
+    ks: tuple
+    num_keeps: tuple
+    stage_epochs: tuple
+    arch_warmup_epochs: int
+    batch_size: int
+    learning_rate: float
+    learning_rate_min: float
+    lr_warmup_epochs: int
+    momentum: float
+    weight_decay: float
+    grad_clip: float
+    arch_learning_rate: float
+    reg_type: str
+    reg_scale: float
+    arch_grad_clip: float
+    gumbel_temperature: float
+    train_portion: float
+    data_dir: "str | None"
+    download: bool
+    seed: int
+    steps_per_epoch: "int | None"
+
+    @property
+    def total_epochs(self):
+        return sum(self.stage_epochs)
+
+    @property
+    def relaxation(self):
+        return METHOD_RELAXATIONS[self.method]
+
+
+def _as_ints(values, flag):
+    try:
+        return tuple(int(v) for v in values)
+    except (TypeError, ValueError):
+        raise ValueError(f"--{flag} must be a comma-separated list of integers, got {values!r}") from None
+
+
+def search_config(search_space="darts", dataset="cifar10", method="dirichlet", **overrides):
+    """A SearchConfig with the paper's defaults for the space and dataset; `overrides` (None = default) win.
+
+    Checks that the stage schedule is possible: as many ks, num_keeps and stage_epochs as stages, num_keeps
+    non-increasing and at most the op count, ks non-increasing and dividing every stage's channels.
+    """
+    from drnas_tf.spaces import get_space
+
+    if method not in METHOD_RELAXATIONS:
+        raise ValueError(f"unknown --method={method!r}; expected one of: {', '.join(METHOD_RELAXATIONS)}")
+    spec = get_dataset_spec(dataset)
+    if (search_space, spec.stem) not in _SEARCH_DEFAULTS:
+        network_config(search_space, dataset)  # raises the clear error
+    values = dict(_SEARCH_DEFAULTS[(search_space, spec.stem)], momentum=0.9, weight_decay=3e-4, grad_clip=5.0,
+                  reg_type="l2", reg_scale=1e-3, gumbel_temperature=1.0, train_portion=0.5, data_dir=None,
+                  download=False, steps_per_epoch=None)
+    network_fields = {"init_channels", "layers", "cells_per_stage", "nb201_bypass", "image_size"}
+    network_overrides = {k: overrides.pop(k) for k in list(overrides) if k in network_fields}
+    unknown = set(overrides) - set(values)
+    if unknown:
+        raise ValueError(f"unknown search settings: {', '.join(sorted(unknown))}")
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    ks, num_keeps = _as_ints(values["ks"], "ks"), _as_ints(values["num_keeps"], "num_keeps")
+    stage_epochs = _as_ints(values["stage_epochs"], "stage_epochs")
+    values.update(ks=ks, num_keeps=num_keeps, stage_epochs=stage_epochs)
+    if not len(ks) == len(num_keeps) == len(stage_epochs) >= 1:
+        raise ValueError(f"--ks, --num_keeps and --stage_epochs need one value per stage; got {len(ks)}, "
+                         f"{len(num_keeps)} and {len(stage_epochs)}")
+    num_ops = len(get_space(search_space).OPS)
+    if num_keeps[0] > num_ops or any(b > a for a, b in zip(num_keeps, num_keeps[1:])) or min(num_keeps) < 1:
+        raise ValueError(f"--num_keeps={','.join(map(str, num_keeps))} must be non-increasing, between 1 and "
+                         f"the {num_ops} operations of the {search_space} space")
+    if min(ks) < 1 or any(b > a for a, b in zip(ks, ks[1:])):
+        raise ValueError(f"--ks={','.join(map(str, ks))} must be positive and non-increasing (stages widen)")
+    if min(stage_epochs) < 1:
+        raise ValueError(f"--stage_epochs={','.join(map(str, stage_epochs))} must all be positive")
+    if values["batch_size"] < 1:
+        raise ValueError(f"--batch_size must be positive, got {values['batch_size']}")
+    if not 0 < values["train_portion"] < 1:
+        raise ValueError(f"--train_portion must be in (0, 1), got {values['train_portion']}")
+    if values["steps_per_epoch"] is not None and values["steps_per_epoch"] < 1:
+        raise ValueError(f"--steps_per_epoch must be positive, got {values['steps_per_epoch']}")
+    network = network_config(search_space, dataset, k=ks[0], num_keep=num_keeps[0], method=METHOD_RELAXATIONS[method],
+                             **network_overrides)
+    _check_divisible(network, ks)
+    return SearchConfig(network=network, method=method, **values)
+
+
+def _check_divisible(network, ks):
+    """Every k must split every stage's channels (and FactorizedReduce needs an even split on reductions)."""
+    widths = [network.init_channels * 2**stage for stage in range(3)]  # C, 2C, 4C in both spaces
+    for k in ks:
+        for width in widths:
+            if width % k:
+                raise ValueError(f"k={k} does not divide the {width} channels of a stage "
+                                 f"(--init_channels={network.init_channels}); choose --ks that divide it")
+        if network.search_space == "darts" and (2 * network.init_channels // k) % 2:
+            raise ValueError(f"k={k} leaves an odd channel count on reduction edges "
+                             f"(--init_channels={network.init_channels}); FactorizedReduce needs it even")

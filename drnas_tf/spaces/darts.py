@@ -11,6 +11,7 @@ import json
 from typing import ClassVar
 
 import numpy as np
+from drnas_tf.spaces.metadata import RUN_FIELDS
 
 OPS = (
     "max_pool_3x3",
@@ -137,7 +138,7 @@ class DartsGenotype:
         if not isinstance(obj, dict) or obj.get("space") != cls.space:
             found = obj.get("space") if isinstance(obj, dict) else type(obj).__name__
             raise ValueError(f'not a DARTS genotype JSON object: expected "space": "darts", got {found!r}')
-        unexpected = sorted(set(obj) - set(_FIELDS) - {"space"})
+        unexpected = sorted(set(obj) - set(_FIELDS) - {"space"} - RUN_FIELDS)
         if unexpected:
             raise ValueError(f"DARTS genotype JSON has unexpected field {unexpected[0]!r}")
         for field in _FIELDS:

@@ -9,6 +9,7 @@ import json
 from typing import ClassVar
 
 import numpy as np
+from drnas_tf.spaces.metadata import RUN_FIELDS
 
 OPS = ("none", "skip_connect", "nor_conv_1x1", "nor_conv_3x3", "avg_pool_3x3")
 NUM_NODES = 4
@@ -62,7 +63,7 @@ class Nb201Genotype:
         if not isinstance(obj, dict) or obj.get("space") != cls.space:
             found = obj.get("space") if isinstance(obj, dict) else type(obj).__name__
             raise ValueError(f'not an NB201 genotype JSON object: expected "space": "nb201", got {found!r}')
-        unexpected = sorted(set(obj) - {"space", "arch"})
+        unexpected = sorted(set(obj) - {"space", "arch"} - RUN_FIELDS)
         if unexpected:
             raise ValueError(f"NB201 genotype JSON has unexpected field {unexpected[0]!r}")
         if not isinstance(obj.get("arch"), str):

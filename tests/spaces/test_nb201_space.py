@@ -88,7 +88,7 @@ class TestGenotype:
         [
             ({"space": "darts", "arch": MIXED_TEXT}, r"^not an NB201 genotype JSON object: .* got 'darts'$"),
             ({"space": "nb201"}, r"^NB201 genotype JSON needs an 'arch' string"),
-            ({"space": "nb201", "arch": MIXED_TEXT, "epoch": 1}, r"^NB201 genotype JSON has unexpected field 'epoch'$"),
+            ({"space": "nb201", "arch": MIXED_TEXT, "epochs": 1}, r"^NB201 genotype JSON has unexpected field 'epochs'$"),
             ('"just a string"', r"^not an NB201 genotype JSON object: .* got 'str'$"),
         ],
     )

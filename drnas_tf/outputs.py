@@ -1,0 +1,89 @@
+"""What a search run writes to its model_dir: TensorBoard summaries and genotype files, atomically."""
+
+import json
+import os
+
+import numpy as np
+import tensorflow as tf
+import tensorflow_probability as tfp
+
+from drnas_tf import relax
+
+GENOTYPE_FILE = "genotype.json"
+HEATMAP_SCALE = 16  # pixels per (edge, op) cell of the TensorBoard heatmaps
+_LOG_TAGS = {"loss": "train/loss", "accuracy": "train/accuracy", "valid_loss": "valid/loss",
+             "valid_accuracy": "valid/accuracy"}
+
+
+def atomic_write_text(path, text):
+    """Writes a file so that a crash leaves either the old or the new contents, never a truncated file."""
+    temporary = f"{path}.tmp-{os.getpid()}"
+    with open(temporary, "w", encoding="utf-8") as file:
+        file.write(text)
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(temporary, path)
+
+
+def edge_statistics(supernet):
+    """Per cell type: Dirichlet mean [edges, ops] (pruned ops 0), concentration [edges, ops] and the
+    differential entropy of each edge's Dirichlet over its kept operations [edges]."""
+    stats = {}
+    for name, param in supernet.arch.items():
+        mask = supernet.masks[name]
+        beta = relax.concentration(param).numpy().astype(np.float64) * mask
+        mean = beta / beta.sum(axis=1, keepdims=True)
+        entropy = np.array([float(tfp.distributions.Dirichlet(row[kept]).entropy())
+                            for row, kept in zip(beta, mask)])
+        stats[name] = {"mean": mean, "concentration": beta, "entropy": entropy}
+    return stats
+
+
+def _heatmap(values):
+    """[edges, ops] values in [0, max] as a [1, H, W, 1] grey image, each cell HEATMAP_SCALE pixels wide."""
+    scaled = values / max(values.max(), 1e-12)
+    image = np.kron(scaled, np.ones((HEATMAP_SCALE, HEATMAP_SCALE)))
+    return image[None, :, :, None].astype(np.float32)
+
+
+class SearchSummaries:
+    """TensorBoard summaries of a search, one step per epoch."""
+
+    def __init__(self, model_dir):
+        self.writer = tf.summary.create_file_writer(os.path.join(model_dir, "tensorboard"))
+
+    def log_epoch(self, epoch, logs, learning_rates, supernet, genotype):
+        """Writes the epoch's metrics, learning rates, per-edge statistics and genotype text."""
+        stats = edge_statistics(supernet)
+        with self.writer.as_default(step=epoch):
+            for key, tag in _LOG_TAGS.items():
+                if key in logs:
+                    tf.summary.scalar(tag, logs[key])
+            for name, value in learning_rates.items():
+                tf.summary.scalar(f"learning_rate/{name}", value)
+            for name, cell in stats.items():
+                tf.summary.scalar(f"arch/{name}/mean_entropy", cell["entropy"].mean())
+                for edge, entropy in enumerate(cell["entropy"]):
+                    tf.summary.scalar(f"arch/{name}/entropy/edge_{edge:02d}", entropy)
+                tf.summary.image(f"arch/{name}/dirichlet_mean", _heatmap(cell["mean"]))
+                tf.summary.image(f"arch/{name}/concentration", _heatmap(cell["concentration"]))
+            tf.summary.text("genotype", genotype.to_text())
+        self.writer.flush()
+
+
+def genotype_record(genotype, supernet, epoch, stage, k):
+    """The genotype's JSON object plus what analysis needs: text form, eta and masks (spaces.metadata)."""
+    record = json.loads(genotype.to_json())
+    record.update(text=genotype.to_text(), epoch=epoch, stage=stage, k=k,
+                  arch_parameters={name: v.numpy().tolist() for name, v in supernet.arch.items()},
+                  masks={name: mask.tolist() for name, mask in supernet.masks.items()})
+    return record
+
+
+def write_genotype(model_dir, record):
+    """Writes genotypes/epoch_NNN.json, and genotype.json and genotype.txt for the latest epoch."""
+    os.makedirs(os.path.join(model_dir, "genotypes"), exist_ok=True)
+    text = json.dumps(record, indent=1)
+    atomic_write_text(os.path.join(model_dir, "genotypes", f"epoch_{record['epoch']:03d}.json"), text)
+    atomic_write_text(os.path.join(model_dir, GENOTYPE_FILE), text)
+    atomic_write_text(os.path.join(model_dir, "genotype.txt"), record["text"] + "\n")

@@ -1,0 +1,92 @@
+"""Searches an architecture: `python -m drnas_tf.search --dataset=cifar10 --model_dir=runs/c10`.
+
+Defaults are the paper's for the search space and dataset (SPEC §2.2, §5.1); flagfiles in flags/ reproduce
+each experiment, and flags/quickstart.flags runs on the built-in `digits` data in minutes on a CPU.
+Re-running the same command with the same --model_dir resumes the search.
+"""
+
+import os
+
+from absl import flags
+
+from drnas_tf import cli, config as config_lib
+from drnas_tf.data.catalog import DATASETS
+from drnas_tf.spaces import SPACE_NAMES
+
+FLAGS = flags.FLAGS
+flags.DEFINE_enum("search_space", "darts", SPACE_NAMES, "Search space.")
+flags.DEFINE_enum("dataset", "cifar10", list(DATASETS), "Dataset to search on (sets classes, input size, stem).")
+flags.DEFINE_enum("method", "dirichlet", list(config_lib.METHOD_RELAXATIONS),
+                  "dirichlet (DrNAS), darts (softmax) or gumbel (SNAS-style) relaxation.")
+flags.DEFINE_string("model_dir", None, "Where checkpoints, TensorBoard events and genotypes go (required).")
+flags.DEFINE_string("data_dir", None, "TFDS data directory (default: TFDS's own).")
+flags.DEFINE_bool("download", False, "Let TFDS download and prepare a missing dataset.")
+flags.DEFINE_integer("init_channels", None, "C (default: DARTS 36 on CIFAR, 48 on ImageNet; NB201 16).")
+flags.DEFINE_integer("layers", None, "DARTS cells (default 20 on CIFAR, 14 on ImageNet).")
+flags.DEFINE_integer("cells_per_stage", None, "NB201 cells per stage (default 5).")
+flags.DEFINE_enum("nb201_bypass", "sum", ["sum", "mean"], "NB201 partial-channel bypass (docs/differences.md).")
+flags.DEFINE_list("ks", None, "Partial-channel k per stage (default: DARTS 6,4; ImageNet 6,3; NB201 4,2).")
+flags.DEFINE_list("num_keeps", None, "Operations kept per edge in each stage (default: DARTS 7,4; NB201 5,3).")
+flags.DEFINE_list("stage_epochs", None, "Epochs of each stage (default: DARTS 25,25; NB201 50,50).")
+flags.DEFINE_integer("arch_warmup_epochs", None, "Stage-local epochs before architecture updates (default 10).")
+flags.DEFINE_integer("batch_size", None, "Global batch of each half (default 64; ImageNet 512).")
+flags.DEFINE_float("learning_rate", None, "Initial SGD learning rate (default DARTS 0.1, ImageNet 0.5, NB201 0.025).")
+flags.DEFINE_float("learning_rate_min", None, "Final cosine learning rate (default 0; NB201 0.001).")
+flags.DEFINE_integer("lr_warmup_epochs", None, "Linear learning-rate warm-up epochs (default 0; ImageNet 5).")
+flags.DEFINE_float("momentum", None, "SGD momentum (default 0.9).")
+flags.DEFINE_float("weight_decay", None, "SGD weight decay, coupled as PyTorch's (default 3e-4).")
+flags.DEFINE_float("grad_clip", None, "Global-norm clip of the weight gradient (default 5).")
+flags.DEFINE_float("arch_learning_rate", None, "Adam learning rate of eta (default DARTS 6e-4, ImageNet 6e-3, "
+                   "NB201 3e-4).")
+flags.DEFINE_enum("reg_type", None, ["l2", "kl"], "Architecture regulariser (default l2).")
+flags.DEFINE_float("reg_scale", None, "Regulariser scale (default 1e-3).")
+flags.DEFINE_float("arch_grad_clip", None, "Global-norm clip of the architecture gradient (default 0 = off; "
+                   "ImageNet 5).")
+flags.DEFINE_float("gumbel_temperature", None, "Temperature of --method=gumbel (default 1).")
+flags.DEFINE_float("train_portion", None, "Share of the training set that trains weights (default 0.5).")
+flags.DEFINE_integer("seed", None, "Seed of initialisation, data order, sampling and widening (default: "
+                     "the reference's, 2; ImageNet 0).")
+flags.DEFINE_integer("steps_per_epoch", None, "Cap on steps per epoch, for short runs (default: all).")
+flags.DEFINE_integer("num_gpus", -1, "GPUs to use with MirroredStrategy (-1: all visible; none: CPU).")
+flags.DEFINE_integer("verbose", 1, "Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch.")
+
+_SEARCH_FLAGS = ("ks", "num_keeps", "stage_epochs", "arch_warmup_epochs", "batch_size", "learning_rate",
+                 "learning_rate_min", "lr_warmup_epochs", "momentum", "weight_decay", "grad_clip",
+                 "arch_learning_rate", "reg_type", "reg_scale", "arch_grad_clip", "gumbel_temperature",
+                 "train_portion", "seed", "steps_per_epoch", "init_channels", "layers", "cells_per_stage",
+                 "nb201_bypass")
+
+
+def config_from_flags():
+    """The SearchConfig the flags describe (paper defaults for whatever is not given)."""
+    return config_lib.search_config(
+        FLAGS.search_space, FLAGS.dataset, FLAGS.method, data_dir=FLAGS.data_dir, download=FLAGS.download,
+        **{name: FLAGS[name].value for name in _SEARCH_FLAGS})
+
+
+def main(argv):
+    if len(argv) > 1:
+        raise ValueError(f"unexpected arguments: {' '.join(argv[1:])}")
+    if not FLAGS.model_dir:
+        raise ValueError("--model_dir is required: where the search writes checkpoints and genotypes")
+    config = config_from_flags()
+    from drnas_tf import search_run
+    from drnas_tf.data.search_data import search_datasets
+
+    strategy = search_run.make_strategy(FLAGS.num_gpus)
+
+    def epoch_data(epoch):
+        dataset, steps, _ = search_datasets(config.network.dataset, config.batch_size, data_dir=config.data_dir,
+                                            train_portion=config.train_portion, seed=config.seed * 1000 + epoch,
+                                            download=config.download)
+        return dataset, min(steps, config.steps_per_epoch or steps)
+
+    epoch_data(0)  # fail on missing data before building anything
+    genotype = search_run.run_search(config, FLAGS.model_dir, epoch_data, FLAGS.flags_into_string(), strategy,
+                                     FLAGS.verbose)
+    print(f"final genotype: {genotype.to_text()}")
+    print(f"written to {os.path.join(FLAGS.model_dir, 'genotype.json')}")
+
+
+if __name__ == "__main__":
+    cli.run(main, "drnas_tf.search")

@@ -1,0 +1,197 @@
+"""Runs a whole search: progressive stages of `fit` epochs, checkpoints, resume, outputs (SPEC §2, §5).
+
+Each epoch is one `fit` call on the search dataset. At a stage boundary the supernet is pruned to the next
+stage's num_keep operations per edge (by eta), rebuilt with the next k, and its weights and SGD momentum are
+widened into it (progressive.widen_supernet); eta and Adam's state carry over unchanged. The weights' cosine
+schedule runs across all stages. After every epoch the run saves a checkpoint and then `state.json`, which
+names that checkpoint: re-running the same command resumes from there, also across a stage boundary.
+"""
+
+import json
+import os
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from drnas_tf import optim, outputs, progressive
+from drnas_tf.searcher import Searcher
+from drnas_tf.supernet import build_supernet
+
+STATE_FILE = "state.json"
+CHECKPOINT_DIR = "checkpoints"
+
+
+def make_strategy(num_gpus=-1):
+    """MirroredStrategy over the first `num_gpus` GPUs (-1: all); the default (CPU) strategy with none."""
+    gpus = tf.config.list_logical_devices("GPU")
+    if num_gpus >= 0:
+        if num_gpus > len(gpus):
+            raise ValueError(f"--num_gpus={num_gpus} but only {len(gpus)} GPU(s) are visible")
+        gpus = gpus[:num_gpus]
+    if not gpus:
+        return tf.distribute.get_strategy()
+    return tf.distribute.MirroredStrategy([gpu.name for gpu in gpus])
+
+
+def stage_of(config, epoch):
+    """(stage index, first epoch of that stage) of a global epoch."""
+    start = 0
+    for stage, epochs in enumerate(config.stage_epochs):
+        if epoch < start + epochs:
+            return stage, start
+        start += epochs
+    raise ValueError(f"epoch {epoch} is past the {config.total_epochs} epochs of the schedule")
+
+
+def build_searcher(config, stage, masks, strategy):
+    """The stage's supernet (its k and masks) wrapped in a compiled Searcher, inside `strategy`'s scope."""
+    network = config.network
+    with strategy.scope():
+        supernet = build_supernet(
+            network.search_space, network.num_classes, init_channels=network.init_channels, k=config.ks[stage],
+            layers=network.layers, cells_per_stage=network.cells_per_stage, stem=network.stem, masks=masks,
+            method=config.relaxation, temperature=config.gumbel_temperature, nb201_bypass=network.nb201_bypass)
+        searcher = Searcher(supernet, config.arch_learning_rate, config.reg_type, config.reg_scale,
+                            config.learning_rate, config.momentum, config.weight_decay, config.grad_clip,
+                            config.arch_grad_clip, config.seed)
+        searcher.compile(optimizer=searcher.weight_optimizer)
+    return searcher
+
+
+def _momentum_slots(searcher):
+    optimizer = searcher.weight_optimizer
+    return {v.path: optimizer.momentums[optimizer._get_variable_index(v)]
+            for v in searcher.supernet.weight_variables}
+
+
+def next_stage(config, searcher, stage, strategy):
+    """Prunes, rebuilds and widens `searcher` into stage `stage` (SPEC §5.2); returns the new Searcher."""
+    old = searcher.supernet
+    masks = {name: progressive.prune_mask(param.numpy(), old.masks[name], config.num_keeps[stage])
+             for name, param in old.arch.items()}
+    successor = build_searcher(config, stage, masks, strategy)
+    rng = np.random.default_rng([config.seed, stage])
+    progressive.widen_supernet(old, successor.supernet, rng, _momentum_slots(searcher), _momentum_slots(successor))
+    for name, param in old.arch.items():
+        successor.supernet.arch[name].assign(param.numpy())
+    for source, target in zip(searcher.arch_optimizer.variables, successor.arch_optimizer.variables):
+        target.assign(source.numpy())
+    successor.weight_optimizer.iterations.assign(searcher.weight_optimizer.iterations.numpy())
+    return successor
+
+
+def _checkpoint(searcher):
+    return tf.train.Checkpoint(supernet=searcher.supernet, arch_optimizer=searcher.arch_optimizer,
+                               weight_optimizer=searcher.weight_optimizer)
+
+
+def _run_identity(config):
+    """What a checkpoint in model_dir must match to be resumed by this config."""
+    network = config.network
+    return {"search_space": network.search_space, "dataset": network.dataset, "init_channels": network.init_channels,
+            "layers": network.layers if network.search_space == "darts" else network.cells_per_stage,
+            "ks": list(config.ks), "num_keeps": list(config.num_keeps), "method": config.method}
+
+
+def load_state(model_dir, config):
+    """The saved state of an earlier run in model_dir, None if there is none; errors name the directory."""
+    path = os.path.join(model_dir, STATE_FILE)
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as file:
+            state = json.load(file)
+        missing = {"identity", "masks", "epoch", "stage", "checkpoint"} - set(state)
+        if missing:
+            raise KeyError(", ".join(sorted(missing)))
+        identity, masks = state["identity"], state["masks"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{path} is corrupt ({error}); remove {model_dir} or choose another --model_dir") from None
+    if identity != _run_identity(config):
+        changed = sorted(key for key in identity if identity[key] != _run_identity(config).get(key))
+        raise ValueError(f"--model_dir={model_dir} holds a run with other settings ({', '.join(changed)}); "
+                         "choose another --model_dir")
+    state["masks"] = {name: np.asarray(mask, dtype=bool) for name, mask in masks.items()}
+    return state
+
+
+def prepare_model_dir(model_dir):
+    """Creates model_dir and checks that it is writable, with a one-line error otherwise."""
+    try:
+        os.makedirs(model_dir, exist_ok=True)
+        probe = os.path.join(model_dir, f".write-test-{os.getpid()}")
+        with open(probe, "w", encoding="utf-8"):
+            pass
+        os.remove(probe)
+    except OSError as error:
+        raise ValueError(f"--model_dir={model_dir} is not writable: {error.strerror}") from None
+
+
+def run_search(config, model_dir, epoch_data, flags_text="", strategy=None, verbose=1):
+    """Searches (or resumes a search) and returns the final genotype.
+
+    Args:
+        config: a config.SearchConfig.
+        model_dir: where checkpoints, TensorBoard events and genotypes go.
+        epoch_data: epoch -> (dataset, steps): tf.data of ((x_train, y_train), (x_valid, y_valid)) global
+            batches for that epoch, and how many steps to take. Data that depends only on the epoch makes a
+            resumed run repeat an uninterrupted one.
+        flags_text: the flags, frozen into model_dir/flags.txt.
+        strategy: a tf.distribute strategy (default: the current one).
+        verbose: Keras progress output (0, 1 or 2).
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    prepare_model_dir(model_dir)
+    if flags_text:
+        outputs.atomic_write_text(os.path.join(model_dir, "flags.txt"), flags_text)
+    keras.utils.set_random_seed(config.seed)
+    state = load_state(model_dir, config)
+    stage = state["stage"] if state else 0
+    searcher = build_searcher(config, stage, state["masks"] if state else None, strategy)
+    first_epoch = 0
+    if state:
+        try:
+            _checkpoint(searcher).restore(state["checkpoint"]).assert_existing_objects_matched()
+        except (tf.errors.OpError, AssertionError, ValueError) as error:
+            raise ValueError(f"cannot restore {state['checkpoint']} in --model_dir={model_dir}: "
+                             f"{str(error).splitlines()[0]}") from None
+        first_epoch = state["epoch"]
+    manager = tf.train.CheckpointManager(_checkpoint(searcher), os.path.join(model_dir, CHECKPOINT_DIR), 2)
+    summaries = outputs.SearchSummaries(model_dir)
+    genotype = searcher.supernet.genotype()
+    for epoch in range(first_epoch, config.total_epochs):
+        epoch_stage, stage_start = stage_of(config, epoch)
+        if epoch_stage != stage:
+            searcher, stage = next_stage(config, searcher, epoch_stage, strategy), epoch_stage
+            manager = tf.train.CheckpointManager(_checkpoint(searcher), os.path.join(model_dir, CHECKPOINT_DIR), 2)
+        searcher.set_arch_updates(epoch - stage_start >= config.arch_warmup_epochs)
+        learning_rate = optim.cosine_learning_rate(epoch, config.total_epochs, config.learning_rate,
+                                                   config.learning_rate_min, config.lr_warmup_epochs)
+        searcher.weight_optimizer.learning_rate = learning_rate
+        dataset, steps = epoch_data(epoch)
+        history = searcher.fit(dataset, initial_epoch=epoch, epochs=epoch + 1, steps_per_epoch=steps,
+                               verbose=verbose, shuffle=False)
+        logs = {key: float(values[-1]) for key, values in history.history.items()}
+        _check_finite(logs, epoch)
+        genotype = searcher.supernet.genotype()
+        summaries.log_epoch(epoch, logs, {"weights": learning_rate, "arch": config.arch_learning_rate},
+                            searcher.supernet, genotype)
+        outputs.write_genotype(model_dir, outputs.genotype_record(genotype, searcher.supernet, epoch, stage,
+                                                                  config.ks[stage]))
+        checkpoint_path = manager.save(checkpoint_number=epoch + 1)
+        outputs.atomic_write_text(os.path.join(model_dir, STATE_FILE), json.dumps({
+            "identity": _run_identity(config), "epoch": epoch + 1, "stage": stage, "k": config.ks[stage],
+            "masks": {name: mask.tolist() for name, mask in searcher.supernet.masks.items()},
+            "checkpoint": checkpoint_path}))
+        print(f"epoch {epoch + 1}/{config.total_epochs} stage {stage + 1} k={config.ks[stage]} "
+              + " ".join(f"{key}={value:.4f}" for key, value in logs.items()) + f" lr={learning_rate:.5f} "
+              + f"genotype={genotype.to_text()}", flush=True)
+    return genotype
+
+
+def _check_finite(logs, epoch):
+    bad = [key for key, value in logs.items() if not np.isfinite(value)]
+    if bad:
+        raise ValueError(f"non-finite {', '.join(bad)} in epoch {epoch + 1}; the last good checkpoint is kept "
+                         "(lower --learning_rate or --arch_learning_rate)")

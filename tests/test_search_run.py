@@ -1,0 +1,116 @@
+"""A whole (tiny) search: outputs read back, stage boundary, resume equals an uninterrupted run, bad dirs."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorboard.backend.event_processing import event_accumulator
+
+from drnas_tf import config as config_lib, search_run
+from drnas_tf.spaces import parse_genotype
+
+SIZE, BATCH, STEPS = 12, 16, 4
+
+
+def tiny_config(**overrides):
+    settings = dict(init_channels=8, cells_per_stage=1, ks=(4, 2), num_keeps=(5, 3), stage_epochs=(2, 1),
+                    arch_warmup_epochs=1, batch_size=BATCH, arch_learning_rate=3e-3, learning_rate=0.05)
+    settings.update(overrides)
+    return config_lib.search_config("nb201", "digits", **settings)
+
+
+def pattern_data(epoch):
+    """Learnable synthetic data: each class brightens its own image rows; order fixed by the epoch."""
+    rng = np.random.default_rng(epoch)
+    labels = rng.integers(0, 10, 2 * STEPS * BATCH).astype(np.int32)
+    images = rng.normal(scale=0.5, size=(len(labels), SIZE, SIZE, 3)).astype(np.float32)
+    images[np.arange(len(labels)), labels, :, :] += 2.0
+    half = STEPS * BATCH
+    train = tf.data.Dataset.from_tensor_slices((images[:half], labels[:half])).batch(BATCH)
+    valid = tf.data.Dataset.from_tensor_slices((images[half:], labels[half:])).batch(BATCH)
+    return tf.data.Dataset.zip((train, valid)), STEPS
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    model_dir = str(tmp_path_factory.mktemp("search"))
+    genotype = search_run.run_search(tiny_config(), model_dir, pattern_data, "--dataset=digits\n", verbose=0)
+    return model_dir, genotype
+
+
+def test_outputs_of_a_search(finished_run):
+    model_dir, genotype = finished_run
+    record = json.load(open(os.path.join(model_dir, "genotype.json")))
+    assert parse_genotype(model_dir) == genotype
+    assert record["epoch"] == 2 and record["stage"] == 1 and record["k"] == 2
+    masks = np.array(record["masks"]["cell"])
+    assert masks.shape == (6, 5) and (masks.sum(axis=1) == 3).all()
+    eta = np.array(record["arch_parameters"]["cell"])
+    assert np.abs(eta).max() > 5e-3  # moved from the 1e-3 N(0, 1) start
+    assert sorted(os.listdir(os.path.join(model_dir, "genotypes"))) == [f"epoch_00{e}.json" for e in range(3)]
+    assert open(os.path.join(model_dir, "genotype.txt")).read().strip() == genotype.to_text()
+    assert open(os.path.join(model_dir, "flags.txt")).read() == "--dataset=digits\n"
+
+
+def test_tensorboard_events_hold_the_tags(finished_run):
+    model_dir, _ = finished_run
+    events = event_accumulator.EventAccumulator(os.path.join(model_dir, "tensorboard"),
+                                                size_guidance={event_accumulator.TENSORS: 0})
+    events.Reload()
+    tags = set(events.Tags()["tensors"])
+    expected = {"train/loss", "train/accuracy", "valid/loss", "valid/accuracy", "learning_rate/weights",
+                "learning_rate/arch", "arch/cell/mean_entropy", "arch/cell/entropy/edge_00",
+                "arch/cell/dirichlet_mean", "arch/cell/concentration", "genotype"}
+    assert expected <= tags, expected - tags
+    losses = [float(tf.make_ndarray(e.tensor_proto)) for e in events.Tensors("train/loss")]
+    assert len(losses) == 3 and losses[-1] < losses[0]
+    rates = [float(tf.make_ndarray(e.tensor_proto)) for e in events.Tensors("learning_rate/weights")]
+    np.testing.assert_allclose(rates, [0.05, 0.001 + 0.049 * 0.75, 0.001 + 0.049 * 0.25], rtol=1e-6)  # cosine
+    text = tf.make_ndarray(events.Tensors("genotype")[-1].tensor_proto).item().decode()
+    assert text.startswith("|") and text.count("~") == 6
+
+
+def test_resume_after_interruption_equals_uninterrupted(finished_run, tmp_path):
+    reference_dir, _ = finished_run
+    model_dir = str(tmp_path / "resumed")
+
+    def crashing_data(epoch):
+        if epoch == 2:  # after the stage boundary's first epoch was saved
+            raise KeyboardInterrupt
+        return pattern_data(epoch)
+
+    with pytest.raises(KeyboardInterrupt):
+        search_run.run_search(tiny_config(), model_dir, crashing_data, verbose=0)
+    assert json.load(open(os.path.join(model_dir, "state.json")))["epoch"] == 2
+    search_run.run_search(tiny_config(), model_dir, pattern_data, verbose=0)
+    resumed = json.load(open(os.path.join(model_dir, "genotype.json")))
+    reference = json.load(open(os.path.join(reference_dir, "genotype.json")))
+    np.testing.assert_allclose(resumed["arch_parameters"]["cell"], reference["arch_parameters"]["cell"],
+                               rtol=1e-5, atol=1e-7)
+    assert resumed["arch"] == reference["arch"]
+
+
+def test_model_dir_of_another_run_is_refused(finished_run):
+    model_dir, _ = finished_run
+    with pytest.raises(ValueError, match=r"holds a run with other settings \(ks\)"):
+        search_run.run_search(tiny_config(ks=(2, 2)), model_dir, pattern_data, verbose=0)
+
+
+def test_corrupt_state_is_refused(tmp_path):
+    (tmp_path / "state.json").write_text("{not json")
+    with pytest.raises(ValueError, match="state.json is corrupt"):
+        search_run.run_search(tiny_config(), str(tmp_path), pattern_data, verbose=0)
+
+
+def test_unwritable_model_dir_is_refused(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    with pytest.raises(ValueError, match="is not writable"):
+        search_run.run_search(tiny_config(), str(blocker / "run"), pattern_data, verbose=0)
+
+
+def test_stage_of():
+    config = tiny_config(stage_epochs=(2, 3))
+    assert [search_run.stage_of(config, e) for e in range(5)] == [(0, 0), (0, 0), (1, 2), (1, 2), (1, 2)]
