@@ -2,7 +2,7 @@
 
 import sys
 
-from absl import app
+from absl import app, flags, logging
 
 
 def run(main, program):
@@ -12,6 +12,8 @@ def run(main, program):
     """
 
     def guarded(argv):
+        if not flags.FLAGS["verbosity"].present:
+            logging.set_verbosity(logging.WARNING)  # TF's checkpointing logs INFO lines every save
         try:
             return main(argv)
         except ValueError as error:

@@ -71,17 +71,21 @@ def main(argv):
         raise ValueError("--model_dir is required: where the search writes checkpoints and genotypes")
     config = config_from_flags()
     from drnas_tf import search_run
-    from drnas_tf.data.search_data import search_datasets
+    from drnas_tf.data.search_data import search_datasets, search_parts
 
     strategy = search_run.make_strategy(FLAGS.num_gpus)
+    name = config.network.dataset
+    parts = None if name == "imagenet" else search_parts(name, config.data_dir, config.train_portion,
+                                                         config.download)
 
     def epoch_data(epoch):
-        dataset, steps, _ = search_datasets(config.network.dataset, config.batch_size, data_dir=config.data_dir,
+        """The epoch's pipeline, seeded by (seed, epoch) so a resumed run sees the same batches."""
+        dataset, steps, _ = search_datasets(name, config.batch_size, data_dir=config.data_dir,
                                             train_portion=config.train_portion, seed=config.seed * 1000 + epoch,
-                                            download=config.download)
+                                            download=config.download, split_seed=config.seed, parts=parts)
         return dataset, min(steps, config.steps_per_epoch or steps)
 
-    epoch_data(0)  # fail on missing data before building anything
+    epoch_data(0)  # fail on missing data or a too-large batch before building anything
     genotype = search_run.run_search(config, FLAGS.model_dir, epoch_data, FLAGS.flags_into_string(), strategy,
                                      FLAGS.verbose)
     print(f"final genotype: {genotype.to_text()}")

@@ -1,0 +1,96 @@
+"""Time per search iteration (architecture step + weight step) and memory, one JSON line per configuration.
+
+    python benchmarks/search_step.py                      # every configuration, each in a fresh process
+    python benchmarks/search_step.py --config=nb201_k4    # one
+
+Synthetic 32x32 images, batch 64 for each of the two halves, architecture updates on; medians over
+`--iterations` after 3 warm-up iterations. `peak_rss_mb` is the process's peak resident memory,
+`rss_after_build_mb` the resident memory once the model and optimizers exist.
+"""
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+
+CONFIGS = {
+    "nb201_k4": dict(space="nb201", init_channels=16, cells_per_stage=5, k=4),
+    "nb201_k2": dict(space="nb201", init_channels=16, cells_per_stage=5, k=2),
+    "nb201_k1": dict(space="nb201", init_channels=16, cells_per_stage=5, k=1),
+    "darts_c16_l8_k4": dict(space="darts", init_channels=16, layers=8, k=4),
+    "darts_c18_l8_k6": dict(space="darts", init_channels=18, layers=8, k=6),
+    "darts_c18_l8_k6_keep4_k3": dict(space="darts", init_channels=18, layers=8, k=3, num_keep=4),
+}
+WARMUP_ITERATIONS = 3
+
+
+def rss_mb():
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def measure(name, iterations, batch_size):
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import numpy as np
+    import tensorflow as tf
+
+    from drnas_tf import progressive
+    from drnas_tf.searcher import Searcher
+    from drnas_tf.spaces import get_space
+    from drnas_tf.supernet import build_supernet
+
+    config = dict(CONFIGS[name])
+    space, num_keep = config.pop("space"), config.pop("num_keep", None)
+    masks = None
+    if num_keep:
+        rng = np.random.default_rng(0)
+        masks = {cell: progressive.prune_mask(rng.normal(size=shape), np.ones(shape, bool), num_keep)
+                 for cell, shape in get_space(space).ARCH_SHAPES.items()}
+    supernet = build_supernet(space, 10, masks=masks, **config)
+    searcher = Searcher(supernet)
+    searcher.set_arch_updates(True)
+    rss_after_build = rss_mb()
+    rng = np.random.default_rng(0)
+    batch = tuple((tf.constant(rng.normal(size=(batch_size, 32, 32, 3)), tf.float32),
+                   tf.constant(rng.integers(0, 10, batch_size), tf.int32)) for _ in range(2))
+    train_step = tf.function(searcher.train_step)
+    infer = tf.function(lambda images: supernet(images, training=False))
+    train_ms, infer_ms = [], []
+    for i in range(WARMUP_ITERATIONS + iterations):
+        start = time.perf_counter()
+        float(train_step(batch)["loss"])
+        if i >= WARMUP_ITERATIONS:
+            train_ms.append(1000 * (time.perf_counter() - start))
+        start = time.perf_counter()
+        infer(batch[0][0]).numpy()
+        if i >= WARMUP_ITERATIONS:
+            infer_ms.append(1000 * (time.perf_counter() - start))
+    return {"config": name, "train_ms_median": round(float(np.median(train_ms)), 1),
+            "train_ms_min": round(float(np.min(train_ms)), 1), "infer_ms_median": round(float(np.median(infer_ms)), 1),
+            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "rss_after_build_mb": round(rss_after_build, 1), "iterations": iterations, "batch_size": batch_size}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--config", choices=sorted(CONFIGS), help="one configuration (default: all)")
+    parser.add_argument("--iterations", type=int, default=10)
+    parser.add_argument("--batch_size", type=int, default=64)
+    args = parser.parse_args()
+    if args.config:
+        print(json.dumps(measure(args.config, args.iterations, args.batch_size)), flush=True)
+        return
+    for name in CONFIGS:  # a fresh process each, so peak memory is the configuration's own
+        subprocess.run([sys.executable, __file__, f"--config={name}", f"--iterations={args.iterations}",
+                        f"--batch_size={args.batch_size}"], check=True)
+
+
+if __name__ == "__main__":
+    main()

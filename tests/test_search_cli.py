@@ -1,0 +1,99 @@
+"""`python -m drnas_tf.search` as a user runs it: a short digits search, flagfiles, one-line errors."""
+
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from drnas_tf import config as config_lib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LIST_FLAGS = {"ks", "num_keeps", "stage_epochs"}
+RUN_FLAGS = {"verbose", "num_gpus", "model_dir", "download"}  # not part of a SearchConfig
+
+
+def run_search(*flags):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ROOT}
+    return subprocess.run([sys.executable, "-m", "drnas_tf.search", *flags], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=900)
+
+
+def flagfile_settings(path):
+    """A search flagfile as search_config arguments."""
+    settings = {}
+    for line in open(path, encoding="utf-8"):
+        line = line.strip()
+        if line and not line.startswith("#"):
+            name, value = line[2:].split("=", 1)
+            if name in RUN_FLAGS:
+                continue
+            settings[name] = value.split(",") if name in LIST_FLAGS else value
+    return settings
+
+
+SEARCH_FLAGFILES = sorted(p for p in glob.glob(os.path.join(ROOT, "flags", "*.flags")) if "_supernet" not in p)
+
+
+@pytest.mark.parametrize("path", SEARCH_FLAGFILES, ids=os.path.basename)
+def test_flagfiles_describe_valid_searches(path):
+    settings = flagfile_settings(path)
+    space, dataset, method = settings.pop("search_space"), settings.pop("dataset"), settings.pop("method")
+    converters = {"init_channels": int, "layers": int, "cells_per_stage": int, "arch_warmup_epochs": int,
+                  "batch_size": int, "lr_warmup_epochs": int, "seed": int, "steps_per_epoch": int,
+                  "reg_type": str, "nb201_bypass": str}
+    kwargs = {name: converters.get(name, float)(value) if not isinstance(value, list) else value
+              for name, value in settings.items()}
+    config = config_lib.search_config(space, dataset, method, **kwargs)
+    assert config.total_epochs >= 1
+
+
+def test_paper_flagfiles_equal_the_defaults():
+    for name, space, dataset in (("darts_cifar10", "darts", "cifar10"), ("darts_imagenet", "darts", "imagenet"),
+                                 ("nb201_cifar10_progressive", "nb201", "cifar10")):
+        settings = flagfile_settings(os.path.join(ROOT, "flags", f"{name}.flags"))
+        defaults = config_lib.search_config(space, dataset)
+        assert tuple(int(k) for k in settings["ks"]) == defaults.ks
+        assert tuple(int(k) for k in settings["stage_epochs"]) == defaults.stage_epochs
+        assert float(settings["arch_learning_rate"]) == defaults.arch_learning_rate
+
+
+def test_short_digits_search_end_to_end(tmp_path):
+    model_dir = str(tmp_path / "run")
+    flags = ["--search_space=nb201", "--dataset=digits", f"--model_dir={model_dir}", "--init_channels=8",
+             "--cells_per_stage=1", "--ks=2,1", "--num_keeps=5,3", "--stage_epochs=1,1", "--arch_warmup_epochs=0",
+             "--steps_per_epoch=3", "--verbose=0"]
+    result = run_search(*flags)
+    assert result.returncode == 0, result.stderr[-3000:]
+    record = json.load(open(os.path.join(model_dir, "genotype.json")))
+    assert record["space"] == "nb201" and record["epoch"] == 1 and record["k"] == 1
+    assert "final genotype: |" in result.stdout
+    assert "--dataset=digits" in open(os.path.join(model_dir, "flags.txt")).read()
+    again = run_search(*flags)  # finished: resuming does nothing more and says the same
+    assert again.returncode == 0 and json.load(open(os.path.join(model_dir, "genotype.json"))) == record
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--dataset=digits"], "--model_dir is required"),
+    (["--search_space=nb201", "--dataset=digits", "--ks=3", "--num_keeps=5", "--stage_epochs=1"],
+     "k=3 does not divide the 16 channels"),
+    (["--search_space=nb201", "--dataset=digits", "--num_keeps=6,3"], "--num_keeps=6,3 must be non-increasing"),
+    (["--search_space=nb201", "--dataset=digits", "--ks=4,2", "--num_keeps=5"], "one value per stage"),
+    (["--search_space=nb201", "--dataset=digits", "--ks=2,4", "--num_keeps=5,3"], "--ks=2,4 must be positive and non-increasing"),
+    (["--search_space=nb201", "--dataset=digits", "--batch_size=0"], "--batch_size must be positive"),
+    (["--search_space=nb201", "--dataset=digits", "--batch_size=700"], "fewer than one batch"),
+    (["--search_space=nb201", "--dataset=imagenet"], "needs darts"),
+    (["--search_space=darts", "--dataset=cifar10", "--data_dir={tmp}"], "cifar10"),
+    (["--search_space=nb201", "--dataset=digits", "--stage_epochs=0,3"], "must all be positive"),
+])
+def test_bad_flags_exit_nonzero_with_one_line(flags, message, tmp_path):
+    flags = [f.replace("{tmp}", str(tmp_path / "data")) for f in flags]
+    if not any(f.startswith("--model_dir") for f in flags) and message != "--model_dir is required":
+        flags.append(f"--model_dir={tmp_path / 'run'}")
+    result = run_search(*flags)
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = [line for line in result.stderr.splitlines() if line.startswith("drnas_tf.search: error: ")]
+    assert len(lines) == 1 and message in lines[0], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
