@@ -20,6 +20,7 @@ CONFIGS = {
     "nb201_k4": dict(space="nb201", init_channels=16, cells_per_stage=5, k=4),
     "nb201_k2": dict(space="nb201", init_channels=16, cells_per_stage=5, k=2),
     "nb201_k1": dict(space="nb201", init_channels=16, cells_per_stage=5, k=1),
+    "nb201_k4_unrolled": dict(space="nb201", init_channels=16, cells_per_stage=5, k=4, unrolled=True),
     "darts_c16_l8_k4": dict(space="darts", init_channels=16, layers=8, k=4),
     "darts_c18_l8_k6": dict(space="darts", init_channels=18, layers=8, k=6),
     "darts_c18_l8_k6_keep4_k3": dict(space="darts", init_channels=18, layers=8, k=3, num_keep=4),
@@ -47,14 +48,14 @@ def measure(name, iterations, batch_size):
     from drnas_tf.supernet import build_supernet
 
     config = dict(CONFIGS[name])
-    space, num_keep = config.pop("space"), config.pop("num_keep", None)
+    space, num_keep, unrolled = config.pop("space"), config.pop("num_keep", None), config.pop("unrolled", False)
     masks = None
     if num_keep:
         rng = np.random.default_rng(0)
         masks = {cell: progressive.prune_mask(rng.normal(size=shape), np.ones(shape, bool), num_keep)
                  for cell, shape in get_space(space).ARCH_SHAPES.items()}
     supernet = build_supernet(space, 10, masks=masks, **config)
-    searcher = Searcher(supernet)
+    searcher = Searcher(supernet, unrolled=unrolled)
     searcher.set_arch_updates(True)
     rss_after_build = rss_mb()
     rng = np.random.default_rng(0)

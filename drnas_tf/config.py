@@ -119,6 +119,7 @@ class SearchConfig:
         train_portion, data_dir, download: the search split and where TFDS data lives.
         seed: seeds initialisation, data order, sampling and widening.
         steps_per_epoch: cap on steps per epoch (None: the whole weight half).
+        unrolled: second-order (one-step unrolled) architecture gradient instead of first-order.
     """
 
     network: NetworkConfig
@@ -144,6 +145,7 @@ class SearchConfig:
     download: bool
     seed: int
     steps_per_epoch: "int | None"
+    unrolled: bool = False
 
     @property
     def total_epochs(self):
@@ -176,7 +178,7 @@ def search_config(search_space="darts", dataset="cifar10", method="dirichlet", *
         network_config(search_space, dataset)  # raises the clear error
     values = dict(_SEARCH_DEFAULTS[(search_space, spec.stem)], momentum=0.9, weight_decay=3e-4, grad_clip=5.0,
                   reg_type="l2", reg_scale=1e-3, gumbel_temperature=1.0, train_portion=0.5, data_dir=None,
-                  download=False, steps_per_epoch=None)
+                  download=False, steps_per_epoch=None, unrolled=False)
     network_fields = {"init_channels", "layers", "cells_per_stage", "nb201_bypass", "image_size"}
     network_overrides = {k: overrides.pop(k) for k in list(overrides) if k in network_fields}
     unknown = set(overrides) - set(values)

@@ -47,6 +47,8 @@ flags.DEFINE_float("train_portion", None, "Share of the training set that trains
 flags.DEFINE_integer("seed", None, "Seed of initialisation, data order, sampling and widening (default: "
                      "the reference's, 2; ImageNet 0).")
 flags.DEFINE_integer("steps_per_epoch", None, "Cap on steps per epoch, for short runs (default: all).")
+flags.DEFINE_bool("unrolled", None, "Second-order (one-step unrolled) architecture gradient of DARTS; the "
+                  "default first-order one is the paper's setting.")
 flags.DEFINE_integer("num_gpus", -1, "GPUs to use with MirroredStrategy (-1: all visible; none: CPU).")
 flags.DEFINE_integer("verbose", 1, "Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch.")
 
@@ -54,7 +56,7 @@ _SEARCH_FLAGS = ("ks", "num_keeps", "stage_epochs", "arch_warmup_epochs", "batch
                  "learning_rate_min", "lr_warmup_epochs", "momentum", "weight_decay", "grad_clip",
                  "arch_learning_rate", "reg_type", "reg_scale", "arch_grad_clip", "gumbel_temperature",
                  "train_portion", "seed", "steps_per_epoch", "init_channels", "layers", "cells_per_stage",
-                 "nb201_bypass")
+                 "nb201_bypass", "unrolled")
 
 
 def config_from_flags():

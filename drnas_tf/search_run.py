@@ -54,7 +54,7 @@ def build_searcher(config, stage, masks, strategy):
             method=config.relaxation, temperature=config.gumbel_temperature, nb201_bypass=network.nb201_bypass)
         searcher = Searcher(supernet, config.arch_learning_rate, config.reg_type, config.reg_scale,
                             config.learning_rate, config.momentum, config.weight_decay, config.grad_clip,
-                            config.arch_grad_clip, config.seed)
+                            config.arch_grad_clip, config.seed, config.unrolled)
         searcher.compile(optimizer=searcher.weight_optimizer)
     return searcher
 
@@ -91,7 +91,8 @@ def _run_identity(config):
     network = config.network
     return {"search_space": network.search_space, "dataset": network.dataset, "init_channels": network.init_channels,
             "layers": network.layers if network.search_space == "darts" else network.cells_per_stage,
-            "ks": list(config.ks), "num_keeps": list(config.num_keeps), "method": config.method}
+            "ks": list(config.ks), "num_keeps": list(config.num_keeps), "method": config.method,
+            "unrolled": config.unrolled}
 
 
 def load_state(model_dir, config):

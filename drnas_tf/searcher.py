@@ -10,9 +10,10 @@ replica samples independently (as each GPU did under the reference's DataParalle
 import keras
 import tensorflow as tf
 
-from drnas_tf import optim
+from drnas_tf import optim, relax
 
-ARCH_PASS, WEIGHT_PASS = 0, 1
+ARCH_PASS, WEIGHT_PASS, VIRTUAL_PASS, FINITE_DIFFERENCE_PASS = 0, 1, 2, 3
+FINITE_DIFFERENCE_SCALE = 1e-2  # DARTS: r = 0.01 / ||dL_val/dw'||
 
 
 def _cross_entropy(labels, logits):
@@ -47,12 +48,14 @@ class Searcher(keras.Model):
         grad_clip: global-norm clip of the weight gradient (0 disables).
         arch_grad_clip: global-norm clip of the architecture gradient (0 disables; ImageNet uses 5).
         seed: base of the stateless sampling seeds.
+        unrolled: use the second-order (one-step unrolled) architecture gradient of DARTS.
     """
 
     def __init__(self, supernet, arch_learning_rate=3e-4, reg_type="l2", reg_scale=1e-3,
                  weight_learning_rate=0.025, momentum=0.9, weight_decay=3e-4, grad_clip=5.0, arch_grad_clip=0.0,
-                 seed=0, **kwargs):
+                 seed=0, unrolled=False, **kwargs):
         super().__init__(**kwargs)
+        self.unrolled = bool(unrolled)
         self.supernet = supernet
         self.reg_type, self.reg_scale = reg_type, float(reg_scale)
         self.grad_clip, self.arch_grad_clip, self.seed = float(grad_clip), float(arch_grad_clip), int(seed)
@@ -61,6 +64,7 @@ class Searcher(keras.Model):
         self.arch_optimizer.build(supernet.arch_variables)
         self.weight_optimizer.build(supernet.weight_variables)
         self.arch_updates = False  # read when a train function is traced; see `set_arch_updates`
+        self.traces = 0  # how many times train_step was traced (a Python side effect runs only then)
         self.train_loss = keras.metrics.Mean(name="loss")
         self.train_accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
         self.valid_loss = keras.metrics.Mean(name="valid_loss")
@@ -85,18 +89,70 @@ class Searcher(keras.Model):
         seed = tf.random.experimental.stateless_fold_in(tf.constant([self.seed, 0], tf.int32), step * 4 + salt)
         return tf.random.experimental.stateless_fold_in(seed, replica)
 
-    def arch_step(self, images, labels):
-        """One Adam step on eta with the validation batch (+ regulariser)."""
+    def arch_step(self, images, labels, train_images=None, train_labels=None):
+        """One Adam step on eta with the validation batch (+ regulariser); second-order if `unrolled`."""
         supernet = self.supernet
         replicas = tf.distribute.get_replica_context().num_replicas_in_sync
-        with tf.GradientTape() as tape:
-            logits = supernet(images, training=True, seed=self.sampling_seed(ARCH_PASS))
-            loss = _cross_entropy(labels, logits)
-            objective = (loss + supernet.regularization_loss(self.reg_type, self.reg_scale)) / replicas
-        gradients = tape.gradient(objective, supernet.arch_variables)
+        if self.unrolled:
+            loss, logits, gradients = self._unrolled_arch_gradients(images, labels, train_images, train_labels)
+        else:
+            with tf.GradientTape() as tape:
+                logits = supernet(images, training=True, seed=self.sampling_seed(ARCH_PASS))
+                loss = _cross_entropy(labels, logits)
+                objective = (loss + supernet.regularization_loss(self.reg_type, self.reg_scale)) / replicas
+            gradients = tape.gradient(objective, supernet.arch_variables)
         self.arch_optimizer.apply(_clipped_sum_over_replicas(gradients, self.arch_grad_clip),
                                   supernet.arch_variables)
         return loss, logits
+
+    def _stateless_loss(self, weights, arch, images, labels, salt):
+        """Cross-entropy of the supernet with the given weight and eta values, leaving every variable as is."""
+        supernet = self.supernet
+        values = {id(v): value for v, value in zip(supernet.weight_variables + supernet.arch_variables,
+                                                   list(weights) + list(arch))}
+        trainable = [values[id(v)] for v in supernet.trainable_variables]
+        non_trainable = [v.value for v in supernet.non_trainable_variables]
+        logits, _ = supernet.stateless_call(trainable, non_trainable, images, training=True,
+                                            seed=self.sampling_seed(salt))
+        return _cross_entropy(labels, logits), logits
+
+    def _unrolled_arch_gradients(self, images, labels, train_images, train_labels):
+        """DARTS's second-order gradient: dL_val(w', eta)/d eta - xi * (finite-difference Hessian-vector product),
+        with w' = w - xi * (mu * v + grad_w L_train + wd * w) one virtual SGD step (SPEC §2.1, §13.2)."""
+        supernet, optimizer = self.supernet, self.weight_optimizer
+        replicas = tf.distribute.get_replica_context().num_replicas_in_sync
+        weights = [tf.convert_to_tensor(v) for v in supernet.weight_variables]
+        arch = [tf.convert_to_tensor(v) for v in supernet.arch_variables]
+        xi = tf.cast(optimizer.learning_rate, tf.float32)
+        with tf.GradientTape() as tape:
+            tape.watch(weights)
+            train_loss, _ = self._stateless_loss(weights, arch, train_images, train_labels, VIRTUAL_PASS)
+            objective = train_loss / replicas
+        train_gradients = _clipped_sum_over_replicas(tape.gradient(objective, weights), 0.0)
+        velocities = [optimizer.momentums[optimizer._get_variable_index(v)] for v in supernet.weight_variables]
+        virtual = [w - xi * (optimizer.momentum * v + replicas * g + optimizer.coupled_weight_decay * w)
+                   for w, v, g in zip(weights, velocities, train_gradients)]
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch(virtual + arch)
+            loss, logits = self._stateless_loss(virtual, arch, images, labels, ARCH_PASS)
+            objective = (loss + relax.regularization_loss(arch, self.reg_type, self.reg_scale)) / replicas
+        arch_gradients = tape.gradient(objective, arch)
+        virtual_gradients = _clipped_sum_over_replicas(tape.gradient(objective, virtual), 0.0)
+        del tape
+        norm = tf.linalg.global_norm(virtual_gradients) * replicas
+        radius = FINITE_DIFFERENCE_SCALE / tf.maximum(norm, 1e-12)
+        sides = []
+        for sign in (1.0, -1.0):
+            shifted = [w + sign * radius * replicas * d for w, d in zip(weights, virtual_gradients)]
+            with tf.GradientTape() as tape:
+                tape.watch(arch)
+                side_loss, _ = self._stateless_loss(shifted, arch, train_images, train_labels,
+                                                    FINITE_DIFFERENCE_PASS)
+                side_objective = side_loss / replicas
+            sides.append(tape.gradient(side_objective, arch))
+        gradients = [g - xi * (plus - minus) / (2 * radius)
+                     for g, plus, minus in zip(arch_gradients, *sides)]
+        return loss, logits, gradients
 
     def weight_step(self, images, labels):
         """One SGD step on the weights with the training batch, clipped by the averaged gradient's norm."""
@@ -112,9 +168,10 @@ class Searcher(keras.Model):
         return loss, logits
 
     def train_step(self, data):
+        self.traces += 1
         (train_images, train_labels), (valid_images, valid_labels) = data
         if self.arch_updates:
-            valid_loss, valid_logits = self.arch_step(valid_images, valid_labels)
+            valid_loss, valid_logits = self.arch_step(valid_images, valid_labels, train_images, train_labels)
             self.valid_loss.update_state(valid_loss)
             self.valid_accuracy.update_state(valid_labels, valid_logits)
         train_loss, train_logits = self.weight_step(train_images, train_labels)

@@ -58,6 +58,8 @@ def test_warmup_freezes_architecture_then_arch_steps_move_it():
     assert int(searcher.arch_optimizer.iterations) == 3
     assert np.abs(searcher.supernet.arch_variables[0].numpy() - eta0[0]).max() > 1e-3
     assert {"loss", "accuracy", "valid_loss", "valid_accuracy"} <= set(history.history)
+    searcher.fit(batches(3, seed=2), epochs=4, initial_epoch=2, verbose=0, shuffle=False)
+    assert searcher.traces == 2  # once per architecture-update setting, not per step or epoch
 
 
 def test_two_replicas_on_the_same_batch_match_one_device():
@@ -96,3 +98,68 @@ def test_replicas_draw_different_edge_weights():
 
     first, second = strategy.experimental_local_results(draw())
     assert np.abs(first.numpy() - second.numpy()).max() > 1e-3
+
+
+def unrolled_setup(learning_rate):
+    keras.utils.set_random_seed(3)
+    supernet = Nb201Supernet(10, 8, 1, 2, method="softmax")
+    searcher = Searcher(supernet, weight_learning_rate=learning_rate, weight_decay=1e-2, reg_scale=0.0,
+                        unrolled=True)
+    for variable in supernet.arch_variables:
+        variable.assign(tf.random.normal(variable.shape, stddev=0.5))
+    for slot in searcher.weight_optimizer.momentums:
+        slot.assign(tf.random.normal(slot.shape, stddev=0.1))
+    (train, valid), = batches(1, seed=4).take(1)
+    return searcher, train, valid
+
+
+def test_unrolled_gradient_follows_the_darts_formula():
+    # dalpha = dL_val(w')/dalpha - xi * [dL_train(w + r v)/dalpha - dL_train(w - r v)/dalpha] / (2 r),
+    # w' = w - xi (mu m + g + wd w), v = dL_val(w')/dw', r = 0.01 / |v|, written out here step by step.
+    xi = 0.3
+    searcher, train, valid = unrolled_setup(xi)
+    supernet, sgd = searcher.supernet, searcher.weight_optimizer
+    _, _, gradients = searcher._unrolled_arch_gradients(valid[0], valid[1], train[0], train[1])
+    weights = [tf.convert_to_tensor(v) for v in supernet.weight_variables]
+    arch = [tf.convert_to_tensor(v) for v in supernet.arch_variables]
+
+    def loss_and_gradients(w, images, labels, salt, wrt):
+        with tf.GradientTape() as tape:
+            tape.watch(wrt)
+            loss, _ = searcher._stateless_loss(w, arch, images, labels, salt)
+        return tape.gradient(loss, wrt)
+
+    g = loss_and_gradients(weights, train[0], train[1], 2, weights)
+    momenta = [sgd.momentums[sgd._get_variable_index(v)] for v in supernet.weight_variables]
+    virtual = [w - xi * (0.9 * m + gw + 1e-2 * w) for w, m, gw in zip(weights, momenta, g)]
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(virtual + arch)
+        valid_loss, _ = searcher._stateless_loss(virtual, arch, valid[0], valid[1], 0)
+    direct, v = tape.gradient(valid_loss, arch), tape.gradient(valid_loss, virtual)
+    r = 0.01 / tf.linalg.global_norm(v)
+    plus = loss_and_gradients([w + r * d for w, d in zip(weights, v)], train[0], train[1], 3, arch)
+    minus = loss_and_gradients([w - r * d for w, d in zip(weights, v)], train[0], train[1], 3, arch)
+    for ours, d, p, m in zip(gradients, direct, plus, minus):
+        np.testing.assert_allclose(ours.numpy(), (d - xi * (p - m) / (2 * r)).numpy(), rtol=1e-3, atol=1e-6)
+        assert np.abs((xi * (p - m) / (2 * r)).numpy()).max() > 1e-4  # the second-order term is there
+
+
+def test_unrolled_gradient_without_a_step_is_the_first_order_gradient():
+    searcher, train, valid = unrolled_setup(0.0)
+    _, _, gradients = searcher._unrolled_arch_gradients(valid[0], valid[1], train[0], train[1])
+    arch = [tf.convert_to_tensor(v) for v in searcher.supernet.arch_variables]
+    with tf.GradientTape() as tape:
+        tape.watch(arch)
+        loss, _ = searcher._stateless_loss([tf.convert_to_tensor(v) for v in searcher.supernet.weight_variables],
+                                           arch, valid[0], valid[1], 0)
+    np.testing.assert_allclose(gradients[0].numpy(), tape.gradient(loss, arch)[0].numpy(), rtol=1e-5, atol=1e-8)
+
+
+def test_unrolled_search_step_runs_under_fit():
+    with tf.distribute.get_strategy().scope():
+        searcher = Searcher(Nb201Supernet(10, 8, 1, 2), unrolled=True)
+        searcher.compile(optimizer=searcher.weight_optimizer)
+    searcher.set_arch_updates(True)
+    eta0 = searcher.supernet.arch_variables[0].numpy().copy()
+    searcher.fit(batches(2), epochs=1, verbose=0, shuffle=False)
+    assert np.abs(searcher.supernet.arch_variables[0].numpy() - eta0).max() > 0
