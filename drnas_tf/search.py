@@ -49,6 +49,8 @@ flags.DEFINE_integer("seed", None, "Seed of initialisation, data order, sampling
 flags.DEFINE_integer("steps_per_epoch", None, "Cap on steps per epoch, for short runs (default: all).")
 flags.DEFINE_bool("unrolled", None, "Second-order (one-step unrolled) architecture gradient of DARTS; the "
                   "default first-order one is the paper's setting.")
+flags.DEFINE_integer("checkpoint_every_steps", 0, "Also checkpoint every this many steps inside an epoch "
+                     "(0: at epoch ends only); a resumed run continues from the step.")
 flags.DEFINE_integer("num_gpus", -1, "GPUs to use with MirroredStrategy (-1: all visible; none: CPU).")
 flags.DEFINE_integer("verbose", 1, "Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch.")
 
@@ -88,8 +90,10 @@ def main(argv):
         return dataset, min(steps, config.steps_per_epoch or steps)
 
     epoch_data(0)  # fail on missing data or a too-large batch before building anything
+    if FLAGS.checkpoint_every_steps < 0:
+        raise ValueError(f"--checkpoint_every_steps must be 0 or positive, got {FLAGS.checkpoint_every_steps}")
     genotype = search_run.run_search(config, FLAGS.model_dir, epoch_data, FLAGS.flags_into_string(), strategy,
-                                     FLAGS.verbose)
+                                     FLAGS.verbose, FLAGS.checkpoint_every_steps)
     print(f"final genotype: {genotype.to_text()}")
     print(f"written to {os.path.join(FLAGS.model_dir, 'genotype.json')}")
 

@@ -129,7 +129,21 @@ def prepare_model_dir(model_dir):
         raise ValueError(f"--model_dir={model_dir} is not writable: {error.strerror}") from None
 
 
-def run_search(config, model_dir, epoch_data, flags_text="", strategy=None, verbose=1):
+class StepCheckpoint(keras.callbacks.Callback):
+    """Calls `save(steps_done)` every `every` steps inside an epoch (the epoch's end saves anyway)."""
+
+    def __init__(self, every, steps, already_done, save):
+        super().__init__()
+        self.every, self.steps, self.already_done, self.save = every, steps, already_done, save
+
+    def on_train_batch_end(self, batch, logs=None):
+        done = self.already_done + batch + 1
+        if done % self.every == 0 and done < self.steps:
+            self.save(done)
+
+
+def run_search(config, model_dir, epoch_data, flags_text="", strategy=None, verbose=1,
+               checkpoint_every_steps=0, callbacks=()):
     """Searches (or resumes a search) and returns the final genotype.
 
     Args:
@@ -141,6 +155,8 @@ def run_search(config, model_dir, epoch_data, flags_text="", strategy=None, verb
         flags_text: the flags, frozen into model_dir/flags.txt.
         strategy: a tf.distribute strategy (default: the current one).
         verbose: Keras progress output (0, 1 or 2).
+        checkpoint_every_steps: also checkpoint inside epochs, every this many steps (0: epoch ends only).
+        callbacks: more Keras callbacks for every epoch's `fit`.
     """
     strategy = strategy or tf.distribute.get_strategy()
     prepare_model_dir(model_dir)
@@ -150,14 +166,14 @@ def run_search(config, model_dir, epoch_data, flags_text="", strategy=None, verb
     state = load_state(model_dir, config)
     stage = state["stage"] if state else 0
     searcher = build_searcher(config, stage, state["masks"] if state else None, strategy)
-    first_epoch = 0
+    first_epoch, first_step = 0, 0
     if state:
         try:
             _checkpoint(searcher).restore(state["checkpoint"]).assert_existing_objects_matched()
         except (tf.errors.OpError, AssertionError, ValueError) as error:
             raise ValueError(f"cannot restore {state['checkpoint']} in --model_dir={model_dir}: "
                              f"{str(error).splitlines()[0]}") from None
-        first_epoch = state["epoch"]
+        first_epoch, first_step = state["epoch"], state.get("step", 0)
     manager = tf.train.CheckpointManager(_checkpoint(searcher), os.path.join(model_dir, CHECKPOINT_DIR), 2)
     summaries = outputs.SearchSummaries(model_dir)
     genotype = searcher.supernet.genotype()
@@ -171,8 +187,17 @@ def run_search(config, model_dir, epoch_data, flags_text="", strategy=None, verb
                                                    config.learning_rate_min, config.lr_warmup_epochs)
         searcher.weight_optimizer.learning_rate = learning_rate
         dataset, steps = epoch_data(epoch)
-        history = searcher.fit(dataset, initial_epoch=epoch, epochs=epoch + 1, steps_per_epoch=steps,
-                               verbose=verbose, shuffle=False)
+        skip = first_step if epoch == first_epoch else 0
+
+        def save(steps_done, epoch=epoch, manager=manager, searcher=searcher, stage=stage):
+            _save_state(model_dir, config, manager, searcher, stage, epoch, steps_done)
+
+        epoch_callbacks = list(callbacks)
+        if checkpoint_every_steps:
+            epoch_callbacks.append(StepCheckpoint(checkpoint_every_steps, steps, skip, save))
+        history = searcher.fit(dataset.skip(skip), initial_epoch=epoch, epochs=epoch + 1,
+                               steps_per_epoch=steps - skip, verbose=verbose, shuffle=False,
+                               callbacks=epoch_callbacks)
         logs = {key: float(values[-1]) for key, values in history.history.items()}
         _check_finite(logs, epoch)
         genotype = searcher.supernet.genotype()
@@ -180,15 +205,20 @@ def run_search(config, model_dir, epoch_data, flags_text="", strategy=None, verb
                             searcher.supernet, genotype)
         outputs.write_genotype(model_dir, outputs.genotype_record(genotype, searcher.supernet, epoch, stage,
                                                                   config.ks[stage]))
-        checkpoint_path = manager.save(checkpoint_number=epoch + 1)
-        outputs.atomic_write_text(os.path.join(model_dir, STATE_FILE), json.dumps({
-            "identity": _run_identity(config), "epoch": epoch + 1, "stage": stage, "k": config.ks[stage],
-            "masks": {name: mask.tolist() for name, mask in searcher.supernet.masks.items()},
-            "checkpoint": checkpoint_path}))
+        _save_state(model_dir, config, manager, searcher, stage, epoch + 1, 0)
         print(f"epoch {epoch + 1}/{config.total_epochs} stage {stage + 1} k={config.ks[stage]} "
               + " ".join(f"{key}={value:.4f}" for key, value in logs.items()) + f" lr={learning_rate:.5f} "
               + f"genotype={genotype.to_text()}", flush=True)
     return genotype
+
+
+def _save_state(model_dir, config, manager, searcher, stage, epoch, step):
+    """Saves a checkpoint, then state.json naming it: `epoch` epochs and `step` steps of the next are done."""
+    checkpoint_path = manager.save(checkpoint_number=int(searcher.weight_optimizer.iterations.numpy()))
+    outputs.atomic_write_text(os.path.join(model_dir, STATE_FILE), json.dumps({
+        "identity": _run_identity(config), "epoch": epoch, "step": step, "stage": stage, "k": config.ks[stage],
+        "masks": {name: mask.tolist() for name, mask in searcher.supernet.masks.items()},
+        "checkpoint": checkpoint_path}))
 
 
 def _check_finite(logs, epoch):

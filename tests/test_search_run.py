@@ -92,6 +92,29 @@ def test_resume_after_interruption_equals_uninterrupted(finished_run, tmp_path):
     assert resumed["arch"] == reference["arch"]
 
 
+def test_resume_mid_epoch_from_step_checkpoints_equals_uninterrupted(finished_run, tmp_path):
+    import keras
+
+    reference_dir, _ = finished_run
+    model_dir = str(tmp_path / "mid_epoch")
+
+    class Crash(keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            if self.model.weight_optimizer.iterations.numpy() == STEPS + 3:  # epoch 1, after step 3 of 4
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        search_run.run_search(tiny_config(), model_dir, pattern_data, verbose=0, checkpoint_every_steps=2,
+                              callbacks=[Crash()])
+    state = json.load(open(os.path.join(model_dir, "state.json")))
+    assert (state["epoch"], state["step"]) == (1, 2)
+    search_run.run_search(tiny_config(), model_dir, pattern_data, verbose=0, checkpoint_every_steps=2)
+    resumed = json.load(open(os.path.join(model_dir, "genotype.json")))
+    reference = json.load(open(os.path.join(reference_dir, "genotype.json")))
+    np.testing.assert_allclose(resumed["arch_parameters"]["cell"], reference["arch_parameters"]["cell"],
+                               rtol=1e-5, atol=1e-7)
+
+
 def test_model_dir_of_another_run_is_refused(finished_run):
     model_dir, _ = finished_run
     with pytest.raises(ValueError, match=r"holds a run with other settings \(ks\)"):
