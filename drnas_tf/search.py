@@ -10,21 +10,15 @@ import os
 from absl import flags
 
 from drnas_tf import cli, config as config_lib
-from drnas_tf.data.catalog import DATASETS
-from drnas_tf.spaces import SPACE_NAMES
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("search_space", "darts", SPACE_NAMES, "Search space.")
-flags.DEFINE_enum("dataset", "cifar10", list(DATASETS), "Dataset to search on (sets classes, input size, stem).")
+cli.define_network_flags()
+flags.adopt_module_key_flags(cli)  # shows them in --helpshort
 flags.DEFINE_enum("method", "dirichlet", list(config_lib.METHOD_RELAXATIONS),
                   "dirichlet (DrNAS), darts (softmax) or gumbel (SNAS-style) relaxation.")
 flags.DEFINE_string("model_dir", None, "Where checkpoints, TensorBoard events and genotypes go (required).")
 flags.DEFINE_string("data_dir", None, "TFDS data directory (default: TFDS's own).")
 flags.DEFINE_bool("download", False, "Let TFDS download and prepare a missing dataset.")
-flags.DEFINE_integer("init_channels", None, "C (default: DARTS 36 on CIFAR, 48 on ImageNet; NB201 16).")
-flags.DEFINE_integer("layers", None, "DARTS cells (default 20 on CIFAR, 14 on ImageNet).")
-flags.DEFINE_integer("cells_per_stage", None, "NB201 cells per stage (default 5).")
-flags.DEFINE_enum("nb201_bypass", "sum", ["sum", "mean"], "NB201 partial-channel bypass (docs/differences.md).")
 flags.DEFINE_list("ks", None, "Partial-channel k per stage (default: DARTS 6,4; ImageNet 6,3; NB201 4,2).")
 flags.DEFINE_list("num_keeps", None, "Operations kept per edge in each stage (default: DARTS 7,4; NB201 5,3).")
 flags.DEFINE_list("stage_epochs", None, "Epochs of each stage (default: DARTS 25,25; NB201 50,50).")

@@ -14,23 +14,15 @@ import time
 from absl import flags
 
 from drnas_tf import cli, config as config_lib, relax
-from drnas_tf.data.catalog import DATASETS
-from drnas_tf.spaces import SPACE_NAMES
 
 FLAGS = flags.FLAGS
-flags.DEFINE_enum("search_space", "darts", SPACE_NAMES, "Search space of the supernet.")
-flags.DEFINE_enum("dataset", "cifar10", list(DATASETS), "Dataset: sets classes, input size and stem.")
-flags.DEFINE_integer("init_channels", None, "C, channels of the first stage (default: the paper's for the "
-                     "space and dataset: DARTS 36 on CIFAR, 48 on ImageNet; NB201 16).")
-flags.DEFINE_integer("layers", None, "DARTS space: number of cells (default 20 on CIFAR, 14 on ImageNet).")
-flags.DEFINE_integer("cells_per_stage", None, "NB201 space: search cells per stage, N (default 5).")
+cli.define_network_flags()
+flags.adopt_module_key_flags(cli)  # shows them in --helpshort
 flags.DEFINE_integer("k", None, "Partial-channel divisor of the supernet (default: the first stage's, "
                      "DARTS 6, NB201 4).")
 flags.DEFINE_integer("num_keep", None, "Operations kept per edge after pruning, ranked by the initial "
                      "architecture parameters (default: all).")
 flags.DEFINE_enum("method", "dirichlet", relax.METHODS, "Relaxation of the supernet's edge weights.")
-flags.DEFINE_enum("nb201_bypass", "sum", ["sum", "mean"], "NB201 partial-channel bypass: 'sum' as the "
-                  "reference, 'mean' rescaled by 1/inputs of the node (docs/differences.md).")
 flags.DEFINE_string("genotype", None, "Describe the discrete network of this genotype instead of a "
                     "supernet: a published name, a DARTS or NB201 text, JSON, or a file or run directory.")
 flags.DEFINE_bool("auxiliary", False, "With --genotype (DARTS space): build the auxiliary head too.")
