@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install quickstart test test-fast clean
+.PHONY: install quickstart test test-fast bazel-test clean
 
 $(VENV)/installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,16 @@ test: install
 # Without the tests marked slow.
 test-fast: install
 	$(PY) -m pytest tests -q -m "not slow"
+
+# Bazel startup options; CI passes --batch so that no Bazel server outlives the run.
+BAZEL_STARTUP ?=
+
+# The suite through Bazel and BUILD, without the tests marked slow (README, "Bazel"). Installs Debian's
+# bazel-bootstrap when there is no bazel; Bazel itself then works offline.
+bazel-test: install
+	command -v bazel >/dev/null || { apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bazel-bootstrap; }
+	bazel $(BAZEL_STARTUP) test --config=fast //...
 
 clean:
 	rm -rf $(VENV) .pytest_cache
