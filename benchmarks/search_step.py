@@ -36,11 +36,14 @@ def rss_mb():
     return float("nan")
 
 
-def measure(name, iterations, batch_size):
+def measure(name, iterations, batch_size, jit_compile=False, intra_op_threads=0, inter_op_threads=0):
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     import numpy as np
     import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(intra_op_threads)
+    tf.config.threading.set_inter_op_parallelism_threads(inter_op_threads)
 
     from drnas_tf import progressive
     from drnas_tf.searcher import Searcher
@@ -61,8 +64,8 @@ def measure(name, iterations, batch_size):
     rng = np.random.default_rng(0)
     batch = tuple((tf.constant(rng.normal(size=(batch_size, 32, 32, 3)), tf.float32),
                    tf.constant(rng.integers(0, 10, batch_size), tf.int32)) for _ in range(2))
-    train_step = tf.function(searcher.train_step)
-    infer = tf.function(lambda images: supernet(images, training=False))
+    train_step = tf.function(searcher.train_step, jit_compile=jit_compile)
+    infer = tf.function(lambda images: supernet(images, training=False), jit_compile=jit_compile)
     train_ms, infer_ms = [], []
     for i in range(WARMUP_ITERATIONS + iterations):
         start = time.perf_counter()

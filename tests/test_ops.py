@@ -2,6 +2,7 @@
 
 import math
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -140,3 +141,81 @@ def test_init_follows_pytorch_default_bounds():
 def test_zero_op_strides_like_convolutions():
     out = ops.Zero(2)(random_images(7, 4, C))
     assert out.shape == (2, 4, 2, C) and not np.any(out.numpy())
+
+
+@pytest.mark.parametrize("affine", [False, True])
+def test_batch_norm_matches_pytorch_numerics(affine):
+    """Training: normalise with the biased batch variance; moving stats take the unbiased one (PyTorch's
+    running_var), momentum 0.1 in PyTorch's sense. Gradients equal Keras's unfused BatchNormalization's."""
+    x = random_images(5, 7, channels=3, batch=4) * 3.0 + 1.0
+    bn = ops.batch_norm(affine, 3)
+    bn.build(bn.deferred_input_shape)
+    if affine:
+        bn.gamma.assign([0.5, 2.0, -1.0])
+        bn.beta.assign([0.1, -0.2, 0.3])
+    keras_bn = keras.layers.BatchNormalization(momentum=ops.BN_MOMENTUM, epsilon=ops.BN_EPSILON,
+                                                  center=affine, scale=affine)
+    keras_bn.build(x.shape)
+    for source, target in zip(bn.variables, keras_bn.variables):
+        target.assign(source)
+    values = x.numpy().reshape(-1, 3)
+    n = values.shape[0]
+    mean, biased = values.mean(0), values.var(0)
+    gamma, beta = (bn.gamma.numpy(), bn.beta.numpy()) if affine else (1.0, 0.0)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(x)
+        out = bn(x, training=True)
+        expected_out = keras_bn(x, training=True)
+        loss, keras_loss = (tf.reduce_sum(tf.sin(y)) for y in (out, expected_out))
+    np.testing.assert_allclose(out.numpy().reshape(-1, 3), (values - mean) / np.sqrt(biased + 1e-5) * gamma + beta,
+                               rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(bn.moving_mean.numpy(), 0.1 * mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(bn.moving_variance.numpy(), 0.9 + 0.1 * biased * n / (n - 1), rtol=1e-5)
+    np.testing.assert_allclose(tape.gradient(loss, x).numpy(), tape.gradient(keras_loss, x).numpy(),
+                               rtol=1e-4, atol=1e-5)
+    if affine:
+        for ours, theirs in zip(tape.gradient(loss, bn.trainable_variables),
+                                tape.gradient(keras_loss, keras_bn.trainable_variables)):
+            np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_batch_norm_inference_and_float16():
+    x = random_images(4, 6, channels=2)
+    bn = ops.batch_norm(True, 2)
+    bn.build(bn.deferred_input_shape)
+    bn.moving_mean.assign([0.5, -1.0])
+    bn.moving_variance.assign([4.0, 0.25])
+    bn.gamma.assign([2.0, 3.0])
+    bn.beta.assign([1.0, 0.0])
+    expected = (x.numpy() - [0.5, -1.0]) / np.sqrt(np.array([4.0, 0.25]) + 1e-5) * [2.0, 3.0] + [1.0, 0.0]
+    np.testing.assert_allclose(bn(x, training=False).numpy(), expected, rtol=1e-5, atol=1e-5)
+    half = bn(tf.cast(x, tf.float16), training=False)
+    assert half.dtype == tf.float32  # the layer's compute dtype; mixed_float16 layers compute in float16
+    np.testing.assert_allclose(half.numpy(), expected, rtol=2e-3, atol=2e-3)
+
+
+@pytest.mark.parametrize("kernel_size,dilation", [(3, 1), (5, 1), (3, 2), (5, 2)])
+@pytest.mark.parametrize("depthwise", [False, True])
+def test_same_padding_equals_symmetric_padding_at_stride_1(kernel_size, dilation, depthwise):
+    padding = dilation * (kernel_size - 1) // 2
+    assert ops.same_is_symmetric(kernel_size, 1, padding, dilation)
+    assert not ops.same_is_symmetric(kernel_size, 2, padding, dilation)
+    x = random_images(7, 10, channels=4)
+    make = (lambda mode: ops.depthwise_conv2d(4, kernel_size, 1, dilation, padding=mode)) if depthwise else (
+        lambda mode: ops.conv2d(4, 4, kernel_size, 1, dilation, padding=mode))
+    same, valid = make("same"), make("valid")
+    same.build(same.deferred_input_shape)
+    valid.build(valid.deferred_input_shape)
+    valid.set_weights(same.get_weights())
+    np.testing.assert_allclose(same(x).numpy(), valid(ops.pad_spatial(x, *[padding] * 4)).numpy(), atol=1e-5)
+
+
+@pytest.mark.parametrize("size", [(7, 10), (8, 8)])
+def test_same_pooling_equals_symmetric_padding_at_stride_1(size):
+    x = random_images(*size, channels=3)
+    padded = ops.pad_spatial(x, 1, 1, 1, 1)
+    ones = ops.pad_spatial(tf.ones_like(x), 1, 1, 1, 1)
+    expected_avg = tf.nn.avg_pool2d(padded, 3, 1, "VALID") / tf.nn.avg_pool2d(ones, 3, 1, "VALID")
+    np.testing.assert_allclose(ops.avg_pool(x, 3, 1, padding=1).numpy(), expected_avg.numpy(), atol=1e-6)
+    expected_max = tf.nn.max_pool2d(ops.pad_spatial(x, 1, 1, 1, 1, value=-1e9), 3, 1, "VALID")
+    np.testing.assert_allclose(ops.max_pool(x, 3, 1, padding=1).numpy(), expected_max.numpy())

@@ -45,6 +45,7 @@ class DartsSearchCell(ops.Block):
     def call(self, s0, s1, weights, training=False):
         """s0, s1: outputs of cells k-2 and k-1; weights: [14, 7] edge weights of this cell type."""
         states = [self.preprocess0(s0, training=training), self.preprocess1(s1, training=training)]
+        weights = tf.unstack(weights, num=len(darts.EDGES))  # one op rather than a slice per edge
         edge = 0
         for node in range(darts.STEPS):
             inputs = []
@@ -90,6 +91,7 @@ class Nb201SearchCell(ops.Block):
     def call(self, x, weights, training=False):
         """x: [b, h, w, channels]; weights: [6, 5] edge weights."""
         nodes = [x]
+        weights = tf.unstack(weights, num=len(nb201.EDGE_INPUTS))  # one op rather than a slice per edge
         for node in range(1, nb201.NUM_NODES):
             nodes.append(tf.add_n([
                 self.edges[e](nodes[source], weights[e], training=training)

@@ -36,16 +36,22 @@ class MixedOp(ops.Block):
         self.partial_channels = channels // k
         self.active = tuple(i for i, kept in enumerate(self.mask) if kept)
         self.ops = tuple(ops.make_op(candidates[i], self.partial_channels, stride, False, space)
-                    for i in self.active)
+                         for i in self.active)
+        # 'none' adds w * 0: exactly nothing, and no gradient to w. It runs only when it is all that is kept.
+        computed = tuple(j for j, op in enumerate(self.ops) if not isinstance(op, ops.Zero))
+        self.computed = computed or tuple(range(len(self.ops)))  # positions in self.ops
 
     def call(self, x, weights, training=False):
         """x: [b, h, w, channels]; weights: [len(candidates)] mixing weights of this edge."""
-        partial = x[..., : self.partial_channels]
-        weights = tf.cast(weights, x.dtype)
-        mixed = tf.add_n([weights[i] * op(partial, training=training) for i, op in zip(self.active, self.ops)])
+        # One Unpack and one Split (gradients: one Pack, one Concat) rather than a slice per operation.
+        weights = tf.unstack(tf.cast(weights, x.dtype), num=len(self.candidates))
         if self.k == 1:
+            partial, bypass = x, None
+        else:
+            partial, bypass = tf.split(x, [self.partial_channels, self.channels - self.partial_channels], axis=-1)
+        mixed = tf.add_n([weights[self.active[j]] * self.ops[j](partial, training=training) for j in self.computed])
+        if bypass is None:
             return mixed
-        bypass = x[..., self.partial_channels:]
         if self.stride > 1:
             bypass = ops.max_pool(bypass, 2, 2, ceil_mode=True)
         if self.bypass_scale != 1.0:
