@@ -94,10 +94,10 @@ class SearchSummaries:
 
 
 def genotype_record(genotype, supernet, epoch, stage, k, analysis=None):
-    """The genotype's JSON object plus what analysis needs: text form, eta and masks, and the "benchmark"
+    """The genotype's JSON object plus what analysis needs: text form, relaxation, eta and masks, the "benchmark"
     and "trajectory" entries of `analysis` (trajectory.epoch_analysis) when given (spaces.metadata)."""
     record = json.loads(genotype.to_json())
-    record.update(text=genotype.to_text(), epoch=epoch, stage=stage, k=k,
+    record.update(text=genotype.to_text(), epoch=epoch, stage=stage, k=k, relaxation=supernet.relaxation.method,
                   arch_parameters={name: v.numpy().tolist() for name, v in supernet.arch.items()},
                   masks={name: mask.tolist() for name, mask in supernet.masks.items()}, **(analysis or {}))
     return record
