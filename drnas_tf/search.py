@@ -51,9 +51,9 @@ flags.DEFINE_string("nb201_benchmark", None, "NB201 space: after every epoch, lo
                     "--trajectory_samples) up in this NAS-Bench-201 benchmark: a NATS-Bench topology directory "
                     "(pip install nats_bench), a NAS-Bench-201 .pth file (pip install nas-bench-201), or a .csv "
                     "or .jsonl table (docs/analysis.md).")
-flags.DEFINE_integer("trajectory_samples", 0, "After every epoch, draw this many architectures from the "
-                     "current distribution and log how many are distinct, their per-edge entropy and, with "
-                     "--nb201_benchmark, their min/median/max accuracy (the paper uses 100; 0: off).")
+flags.DEFINE_integer("trajectory_samples", 100, "After every epoch, draw this many architectures from the "
+                     "current distribution and log how many are distinct, their per-edge operation entropy and, "
+                     "with --nb201_benchmark, their min/median/max accuracy (100 as the paper; 0: off).")
 
 _SEARCH_FLAGS = ("ks", "num_keeps", "stage_epochs", "arch_warmup_epochs", "batch_size", "learning_rate",
                  "learning_rate_min", "lr_warmup_epochs", "momentum", "weight_decay", "grad_clip",
