@@ -25,14 +25,23 @@ def atomic_write_text(path, text):
     os.replace(temporary, path)
 
 
+def dirichlet_means(arch_parameters, masks):
+    """{name: (Dirichlet mean [edges, ops], concentration [edges, ops])} of eta arrays or variables and their
+    masks; pruned operations get 0 in both."""
+    means = {}
+    for name, param in arch_parameters.items():
+        beta = relax.concentration(np.asarray(param, np.float32)).numpy().astype(np.float64) * masks[name]
+        means[name] = (beta / beta.sum(axis=1, keepdims=True), beta)
+    return means
+
+
 def edge_statistics(supernet):
     """Per cell type: Dirichlet mean [edges, ops] (pruned ops 0), concentration [edges, ops] and the
     differential entropy of each edge's Dirichlet over its kept operations [edges]."""
     stats = {}
-    for name, param in supernet.arch.items():
+    means = dirichlet_means({name: param.numpy() for name, param in supernet.arch.items()}, supernet.masks)
+    for name, (mean, beta) in means.items():
         mask = supernet.masks[name]
-        beta = relax.concentration(param).numpy().astype(np.float64) * mask
-        mean = beta / beta.sum(axis=1, keepdims=True)
         entropy = np.array([float(tfp.distributions.Dirichlet(row[kept]).entropy())
                             for row, kept in zip(beta, mask)])
         stats[name] = {"mean": mean, "concentration": beta, "entropy": entropy}
@@ -52,8 +61,12 @@ class SearchSummaries:
     def __init__(self, model_dir):
         self.writer = tf.summary.create_file_writer(os.path.join(model_dir, "tensorboard"))
 
-    def log_epoch(self, epoch, logs, learning_rates, supernet, genotype):
-        """Writes the epoch's metrics, learning rates, per-edge statistics and genotype text."""
+    def log_epoch(self, epoch, logs, learning_rates, supernet, genotype, analysis=None):
+        """Writes the epoch's metrics, learning rates, per-edge statistics and genotype text, and the
+        benchmark results and sampled-architecture statistics of `analysis` (trajectory.epoch_analysis):
+        benchmark/<dataset>/<split> for the genotype; trajectory/distinct_genotypes, trajectory/op_entropy
+        and trajectory/<dataset>/<split>/{min,median,max} for the samples."""
+        analysis = analysis or {}
         stats = edge_statistics(supernet)
         with self.writer.as_default(step=epoch):
             for key, tag in _LOG_TAGS.items():
@@ -68,15 +81,25 @@ class SearchSummaries:
                 tf.summary.image(f"arch/{name}/dirichlet_mean", _heatmap(cell["mean"]))
                 tf.summary.image(f"arch/{name}/concentration", _heatmap(cell["concentration"]))
             tf.summary.text("genotype", genotype.to_text())
+            for metric, value in (analysis.get("benchmark") or {}).items():
+                tf.summary.scalar(f"benchmark/{metric}", value)
+            trajectory = analysis.get("trajectory", {})
+            for key in ("distinct_genotypes", "op_entropy"):
+                if key in trajectory:
+                    tf.summary.scalar(f"trajectory/{key}", trajectory[key])
+            for metric, statistics in trajectory.get("accuracy", {}).items():
+                for statistic, value in statistics.items():
+                    tf.summary.scalar(f"trajectory/{metric}/{statistic}", value)
         self.writer.flush()
 
 
-def genotype_record(genotype, supernet, epoch, stage, k):
-    """The genotype's JSON object plus what analysis needs: text form, eta and masks (spaces.metadata)."""
+def genotype_record(genotype, supernet, epoch, stage, k, analysis=None):
+    """The genotype's JSON object plus what analysis needs: text form, relaxation, eta and masks, the "benchmark"
+    and "trajectory" entries of `analysis` (trajectory.epoch_analysis) when given (spaces.metadata)."""
     record = json.loads(genotype.to_json())
-    record.update(text=genotype.to_text(), epoch=epoch, stage=stage, k=k,
+    record.update(text=genotype.to_text(), epoch=epoch, stage=stage, k=k, relaxation=supernet.relaxation.method,
                   arch_parameters={name: v.numpy().tolist() for name, v in supernet.arch.items()},
-                  masks={name: mask.tolist() for name, mask in supernet.masks.items()})
+                  masks={name: mask.tolist() for name, mask in supernet.masks.items()}, **(analysis or {}))
     return record
 
 

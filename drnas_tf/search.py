@@ -47,6 +47,13 @@ flags.DEFINE_integer("checkpoint_every_steps", 0, "Also checkpoint every this ma
                      "(0: at epoch ends only); a resumed run continues from the step.")
 flags.DEFINE_integer("num_gpus", -1, "GPUs to use with MirroredStrategy (-1: all visible; none: CPU).")
 flags.DEFINE_integer("verbose", 1, "Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch.")
+flags.DEFINE_string("nb201_benchmark", None, "NB201 space: after every epoch, look the genotype (and the "
+                    "--trajectory_samples) up in this NAS-Bench-201 benchmark: a NATS-Bench topology directory "
+                    "(pip install nats_bench), a NAS-Bench-201 .pth file (pip install nas-bench-201), or a .csv "
+                    "or .jsonl table (docs/analysis.md).")
+flags.DEFINE_integer("trajectory_samples", 100, "After every epoch, draw this many architectures from the "
+                     "current distribution and log how many are distinct, their per-edge operation entropy and, "
+                     "with --nb201_benchmark, their min/median/max accuracy (100 as the paper; 0: off).")
 
 _SEARCH_FLAGS = ("ks", "num_keeps", "stage_epochs", "arch_warmup_epochs", "batch_size", "learning_rate",
                  "learning_rate_min", "lr_warmup_epochs", "momentum", "weight_decay", "grad_clip",
@@ -68,7 +75,8 @@ def main(argv):
     if not FLAGS.model_dir:
         raise ValueError("--model_dir is required: where the search writes checkpoints and genotypes")
     config = config_from_flags()
-    from drnas_tf import search_run
+    from drnas_tf import search_run, trajectory
+    from drnas_tf.benchmark import open_benchmark
     from drnas_tf.data.search_data import search_datasets, search_parts
 
     strategy = search_run.make_strategy(FLAGS.num_gpus)
@@ -83,11 +91,14 @@ def main(argv):
                                             download=config.download, split_seed=config.seed, parts=parts)
         return dataset, min(steps, config.steps_per_epoch or steps)
 
+    trajectory.check_settings(config.network.search_space, bool(FLAGS.nb201_benchmark), FLAGS.trajectory_samples)
     epoch_data(0)  # fail on missing data or a too-large batch before building anything
+    benchmark = open_benchmark(FLAGS.nb201_benchmark) if FLAGS.nb201_benchmark else None
     if FLAGS.checkpoint_every_steps < 0:
         raise ValueError(f"--checkpoint_every_steps must be 0 or positive, got {FLAGS.checkpoint_every_steps}")
     genotype = search_run.run_search(config, FLAGS.model_dir, epoch_data, FLAGS.flags_into_string(), strategy,
-                                     FLAGS.verbose, FLAGS.checkpoint_every_steps)
+                                     FLAGS.verbose, FLAGS.checkpoint_every_steps, benchmark=benchmark,
+                                     trajectory_samples=FLAGS.trajectory_samples)
     print(f"final genotype: {genotype.to_text()}")
     print(f"written to {os.path.join(FLAGS.model_dir, 'genotype.json')}")
 

@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from drnas_tf import optim, outputs, progressive
+from drnas_tf import optim, outputs, progressive, trajectory
 from drnas_tf.searcher import Searcher
 from drnas_tf.supernet import build_supernet
 
@@ -143,7 +143,7 @@ class StepCheckpoint(keras.callbacks.Callback):
 
 
 def run_search(config, model_dir, epoch_data, flags_text="", strategy=None, verbose=1,
-               checkpoint_every_steps=0, callbacks=()):
+               checkpoint_every_steps=0, callbacks=(), benchmark=None, trajectory_samples=0):
     """Searches (or resumes a search) and returns the final genotype.
 
     Args:
@@ -157,7 +157,12 @@ def run_search(config, model_dir, epoch_data, flags_text="", strategy=None, verb
         verbose: Keras progress output (0, 1 or 2).
         checkpoint_every_steps: also checkpoint inside epochs, every this many steps (0: epoch ends only).
         callbacks: more Keras callbacks for every epoch's `fit`.
+        benchmark: a benchmark.Benchmark (NB201 space only): every epoch's genotype, and the sampled
+            architectures, are looked up in it.
+        trajectory_samples: architectures drawn from the current distribution after every epoch
+            (trajectory.epoch_analysis; 0: none), seeded by (seed, epoch).
     """
+    trajectory.check_settings(config.network.search_space, benchmark is not None, trajectory_samples)
     strategy = strategy or tf.distribute.get_strategy()
     prepare_model_dir(model_dir)
     if flags_text:
@@ -201,14 +206,16 @@ def run_search(config, model_dir, epoch_data, flags_text="", strategy=None, verb
         logs = {key: float(values[-1]) for key, values in history.history.items()}
         _check_finite(logs, epoch)
         genotype = searcher.supernet.genotype()
+        analysis = trajectory.epoch_analysis(searcher.supernet, genotype, trajectory_samples,
+                                             (config.seed, epoch), benchmark)
         summaries.log_epoch(epoch, logs, {"weights": learning_rate, "arch": config.arch_learning_rate},
-                            searcher.supernet, genotype)
+                            searcher.supernet, genotype, analysis)
         outputs.write_genotype(model_dir, outputs.genotype_record(genotype, searcher.supernet, epoch, stage,
-                                                                  config.ks[stage]))
+                                                                  config.ks[stage], analysis))
         _save_state(model_dir, config, manager, searcher, stage, epoch + 1, 0)
         print(f"epoch {epoch + 1}/{config.total_epochs} stage {stage + 1} k={config.ks[stage]} "
               + " ".join(f"{key}={value:.4f}" for key, value in logs.items()) + f" lr={learning_rate:.5f} "
-              + f"genotype={genotype.to_text()}", flush=True)
+              + f"genotype={genotype.to_text()}" + trajectory.summary_text(analysis), flush=True)
     return genotype
 
 

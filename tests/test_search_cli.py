@@ -8,7 +8,9 @@ import sys
 
 import pytest
 
+from benchmark_table import synthetic_results, write_table
 from drnas_tf import config as config_lib
+from drnas_tf.spaces import nb201
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LIST_FLAGS = {"ks", "num_keeps", "stage_epochs"}
@@ -64,12 +66,16 @@ def test_short_digits_search_end_to_end(tmp_path):
     model_dir = str(tmp_path / "run")
     flags = ["--search_space=nb201", "--dataset=digits", f"--model_dir={model_dir}", "--init_channels=8",
              "--cells_per_stage=1", "--ks=2,1", "--num_keeps=5,3", "--stage_epochs=1,1", "--arch_warmup_epochs=0",
-             "--steps_per_epoch=3", "--verbose=0"]
+             "--steps_per_epoch=3", "--verbose=0", "--trajectory_samples=10",
+             f"--nb201_benchmark={write_table(tmp_path / 'nb201.jsonl')}"]
     result = run_search(*flags)
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.load(open(os.path.join(model_dir, "genotype.json")))
     assert record["space"] == "nb201" and record["epoch"] == 1 and record["k"] == 1
+    assert record["benchmark"] == synthetic_results(nb201.parse_text(record["text"]))
+    assert record["trajectory"]["found"] == 10
     assert "final genotype: |" in result.stdout
+    assert "/10 distinct, op entropy" in result.stdout and "benchmark cifar10/test=" in result.stdout
     assert "--dataset=digits" in open(os.path.join(model_dir, "flags.txt")).read()
     again = run_search(*flags)  # finished: resuming does nothing more and says the same
     assert again.returncode == 0 and json.load(open(os.path.join(model_dir, "genotype.json"))) == record
@@ -87,8 +93,13 @@ def test_short_digits_search_end_to_end(tmp_path):
     (["--search_space=nb201", "--dataset=imagenet"], "needs darts"),
     (["--search_space=darts", "--dataset=cifar10", "--data_dir={tmp}"], "cifar10"),
     (["--search_space=nb201", "--dataset=digits", "--stage_epochs=0,3"], "must all be positive"),
+    (["--search_space=darts", "--dataset=digits", "--nb201_benchmark={tmp}"], "needs --search_space=nb201"),
+    (["--search_space=nb201", "--dataset=digits", "--nb201_benchmark={tmp}/b.csv"], "b.csv does not exist"),
+    (["--search_space=nb201", "--dataset=digits", "--nb201_benchmark={tmp}"], "pip install nats_bench"),
+    (["--search_space=nb201", "--dataset=digits", "--trajectory_samples=-1"], "must be 0 or positive"),
 ])
 def test_bad_flags_exit_nonzero_with_one_line(flags, message, tmp_path):
+    (tmp_path / "data").mkdir()
     flags = [f.replace("{tmp}", str(tmp_path / "data")) for f in flags]
     if not any(f.startswith("--model_dir") for f in flags) and message != "--model_dir is required":
         flags.append(f"--model_dir={tmp_path / 'run'}")
@@ -97,3 +108,8 @@ def test_bad_flags_exit_nonzero_with_one_line(flags, message, tmp_path):
     lines = [line for line in result.stderr.splitlines() if line.startswith("drnas_tf.search: error: ")]
     assert len(lines) == 1 and message in lines[0], result.stderr[-2000:]
     assert "Traceback" not in result.stderr
+
+
+def test_helpshort_lists_the_analysis_flags():
+    result = run_search("--helpshort")
+    assert "--nb201_benchmark" in result.stdout and "--trajectory_samples" in result.stdout

@@ -8,10 +8,12 @@ import pytest
 import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
 
-from drnas_tf import config as config_lib, search_run
-from drnas_tf.spaces import parse_genotype
+from benchmark_table import synthetic_results, write_table
+from drnas_tf import benchmark, config as config_lib, search_run
+from drnas_tf.spaces import nb201, parse_genotype
 
 SIZE, BATCH, STEPS = 12, 16, 4
+SAMPLES = 20
 
 
 def tiny_config(**overrides):
@@ -36,7 +38,9 @@ def pattern_data(epoch):
 @pytest.fixture(scope="module")
 def finished_run(tmp_path_factory):
     model_dir = str(tmp_path_factory.mktemp("search"))
-    genotype = search_run.run_search(tiny_config(), model_dir, pattern_data, "--dataset=digits\n", verbose=0)
+    table = benchmark.open_benchmark(write_table(tmp_path_factory.mktemp("benchmark") / "nb201.csv"))
+    genotype = search_run.run_search(tiny_config(), model_dir, pattern_data, "--dataset=digits\n", verbose=0,
+                                     benchmark=table, trajectory_samples=SAMPLES)
     return model_dir, genotype
 
 
@@ -70,6 +74,33 @@ def test_tensorboard_events_hold_the_tags(finished_run):
     np.testing.assert_allclose(rates, [0.05, 0.001 + 0.049 * 0.75, 0.001 + 0.049 * 0.25], rtol=1e-6)  # cosine
     text = tf.make_ndarray(events.Tensors("genotype")[-1].tensor_proto).item().decode()
     assert text.startswith("|") and text.count("~") == 6
+
+
+def scalars(events, tag):
+    return [float(tf.make_ndarray(event.tensor_proto)) for event in events.Tensors(tag)]
+
+
+def test_every_epoch_records_and_logs_the_benchmark_and_the_samples(finished_run):
+    model_dir, _ = finished_run
+    records = [json.load(open(os.path.join(model_dir, "genotypes", f"epoch_00{e}.json"))) for e in range(3)]
+    for record in records:
+        assert record["benchmark"] == synthetic_results(nb201.parse_text(record["text"]))
+        sampled = record["trajectory"]
+        assert sampled["samples"] == sampled["found"] == SAMPLES and 1 <= sampled["distinct_genotypes"] <= SAMPLES
+        assert 0 <= sampled["op_entropy"] <= np.log(5)
+        statistics = sampled["accuracy"]["ImageNet16-120/test"]
+        assert statistics["min"] <= statistics["median"] <= statistics["max"]
+    assert records[-1]["trajectory"]["op_entropy"] <= np.log(3)  # stage 2 keeps 3 operations per edge
+    events = event_accumulator.EventAccumulator(os.path.join(model_dir, "tensorboard"),
+                                                size_guidance={event_accumulator.TENSORS: 0})
+    events.Reload()
+    assert scalars(events, "benchmark/cifar100/valid") == [r["benchmark"]["cifar100/valid"] for r in records]
+    assert scalars(events, "trajectory/distinct_genotypes") == [r["trajectory"]["distinct_genotypes"]
+                                                                for r in records]
+    np.testing.assert_allclose(scalars(events, "trajectory/op_entropy"),
+                               [r["trajectory"]["op_entropy"] for r in records], rtol=1e-6)
+    assert scalars(events, "trajectory/cifar10/test/max") == [r["trajectory"]["accuracy"]["cifar10/test"]["max"]
+                                                              for r in records]
 
 
 def test_resume_after_interruption_equals_uninterrupted(finished_run, tmp_path):

@@ -1,0 +1,176 @@
+"""Renders what a search's epoch records hold: `python -m drnas_tf.report MODEL_DIR`.
+
+Writes a PNG figure (default MODEL_DIR/report.png) and prints a Markdown summary table, one row per epoch.
+- Trajectory panels, one per NAS-Bench-201 dataset (runs searched with --nb201_benchmark): the accuracy range
+  (min to max) of the architectures sampled each epoch as a band, their median dashed, and the accuracy of the
+  architecture the parameters select as a solid line, as the paper's trajectory figure (SPEC §9.4).
+- An exploration panel (runs searched with --trajectory_samples, any space): distinct genotypes among the
+  samples, and the mean per-edge entropy of the sampled operation.
+- One panel per edge: each operation's probability over the epochs (the Dirichlet mean for DrNAS, softmax of
+  the parameters for DARTS and Gumbel runs); pruned operations drop to 0.
+"""
+
+import glob
+import json
+import os
+
+from absl import flags
+
+from drnas_tf import cli
+
+FLAGS = flags.FLAGS
+flags.DEFINE_string("output", None, "Where to write the PNG figure (default: MODEL_DIR/report.png).")
+flags.DEFINE_enum("split", "test", ["train", "valid", "test"], "Benchmark accuracy shown in the trajectory "
+                  "panels and the table.")
+
+RECORD_GLOB = os.path.join("genotypes", "epoch_*.json")
+
+
+def load_records(model_dir):
+    """The per-epoch records of a search's model_dir, in epoch order; one-line errors name the directory."""
+    paths = sorted(glob.glob(os.path.join(model_dir, RECORD_GLOB)))
+    if not paths:
+        raise ValueError(f"{model_dir} holds no {RECORD_GLOB}: pass the --model_dir of a search")
+    records = []
+    for path in paths:
+        try:
+            with open(path, encoding="utf-8") as file:
+                records.append(json.load(file))
+        except (OSError, ValueError) as error:
+            raise ValueError(f"cannot read {path}: {error}") from None
+    return sorted(records, key=lambda record: record["epoch"])
+
+
+def operation_probabilities(record):
+    """{cell type: [edges, ops]} probabilities of a record: Dirichlet mean, or masked softmax of eta."""
+    import numpy as np
+
+    from drnas_tf import outputs, relax
+
+    masks = {name: np.asarray(mask, bool) for name, mask in record["masks"].items()}
+    if record.get("relaxation", "dirichlet") == "dirichlet":
+        return {name: mean for name, (mean, _) in outputs.dirichlet_means(record["arch_parameters"], masks).items()}
+    return {name: relax.masked_softmax(np.asarray(eta, np.float32), masks[name]).numpy()
+            for name, eta in record["arch_parameters"].items()}
+
+
+def _space(record):
+    from drnas_tf.spaces import get_space
+
+    return get_space(record["space"])
+
+
+def _edge_names(space, name):
+    if hasattr(space, "CELL_TYPES"):  # DARTS: (node, input state) pairs
+        return [f"{name} {node + 2}<-{state}" for node, state in space.EDGES]
+    return list(space.EDGES)
+
+
+def render(records, path, split="test"):
+    """Writes the figure (module docstring) of `records` to `path` as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from drnas_tf.benchmark import DATASETS
+
+    epochs = [record["epoch"] + 1 for record in records]
+    space = _space(records[0])
+    probabilities = [operation_probabilities(record) for record in records]
+    edges = [(name, edge, label) for name in probabilities[0]
+             for edge, label in enumerate(_edge_names(space, name))]
+    datasets = [d for d in DATASETS if any(_chosen(r, d, split) is not None or _band(r, d, split) for r in records)]
+    sampled = any("trajectory" in record for record in records)
+    top = len(datasets) + sampled
+    columns = max(3, min(7, len(edges)))
+    edge_rows = -(-len(edges) // columns)
+    figure = plt.figure(figsize=(3.2 * columns, 2.6 * (edge_rows + (top > 0))), constrained_layout=True)
+    grid = figure.add_gridspec(edge_rows + (top > 0), columns)
+    for column, dataset in enumerate(datasets):
+        axes = figure.add_subplot(grid[0, column])
+        bands = [_band(record, dataset, split) for record in records]
+        with_band = [(e, b) for e, b in zip(epochs, bands) if b]
+        if with_band:
+            band_epochs = [e for e, _ in with_band]
+            axes.fill_between(band_epochs, [b["min"] for _, b in with_band], [b["max"] for _, b in with_band],
+                              alpha=0.3, label="samples min-max")
+            axes.plot(band_epochs, [b["median"] for _, b in with_band], "--", label="samples median")
+        chosen = [_chosen(record, dataset, split) for record in records]
+        axes.plot(epochs, [np.nan if c is None else c for c in chosen], "-", color="black", label="selected")
+        axes.set(title=f"{dataset} {split} accuracy (%)", xlabel="epoch")
+        axes.legend(fontsize="small")
+    if sampled:
+        axes = figure.add_subplot(grid[0, len(datasets)])
+        trajectories = [record.get("trajectory", {}) for record in records]
+        axes.plot(epochs, [t.get("distinct_genotypes", np.nan) for t in trajectories], color="tab:blue")
+        axes.set(title="sampled architectures", xlabel="epoch")
+        axes.set_ylabel("distinct genotypes", color="tab:blue")
+        entropy_axes = axes.twinx()
+        entropy_axes.plot(epochs, [t.get("op_entropy", np.nan) for t in trajectories], color="tab:red")
+        entropy_axes.set_ylabel("mean per-edge op entropy (nats)", color="tab:red")
+    for position, (name, edge, label) in enumerate(edges):
+        axes = figure.add_subplot(grid[(top > 0) + position // columns, position % columns])
+        for op_index, op in enumerate(space.OPS):
+            axes.plot(epochs, [p[name][edge, op_index] for p in probabilities], label=op)
+        axes.set(title=f"edge {label}", ylim=(0, 1), xlabel="epoch")
+        if position == 0:
+            axes.set_ylabel("operation probability")
+            axes.legend(fontsize="x-small")
+    figure.savefig(path, dpi=80)
+    plt.close(figure)
+
+
+def _chosen(record, dataset, split):
+    return (record.get("benchmark") or {}).get(f"{dataset}/{split}")
+
+
+def _band(record, dataset, split):
+    return record.get("trajectory", {}).get("accuracy", {}).get(f"{dataset}/{split}")
+
+
+def summary_rows(records, split="test"):
+    """(header, rows) of the per-epoch summary table; columns empty in every row are left out."""
+    from drnas_tf.benchmark import DATASETS
+
+    header = ["epoch", "stage", "k", "distinct / samples", "op entropy"]
+    header += [f"{dataset} {split}" for dataset in DATASETS] + [f"samples {dataset} {split} min/median/max"
+                                                                 for dataset in DATASETS] + ["genotype"]
+    rows = []
+    for record in records:
+        sampled = record.get("trajectory", {})
+        row = [record["epoch"] + 1, record["stage"] + 1, record["k"],
+               f"{sampled['distinct_genotypes']} / {sampled['samples']}" if sampled else "",
+               f"{sampled['op_entropy']:.3f}" if sampled else ""]
+        row += [_format(_chosen(record, dataset, split)) for dataset in DATASETS]
+        row += ["/".join(f"{band[s]:.2f}" for s in ("min", "median", "max")) if band else ""
+                for band in (_band(record, dataset, split) for dataset in DATASETS)]
+        rows.append(row + [f"`{record['text']}`"])
+    kept = [column for column in range(len(header)) if any(row[column] != "" for row in rows)]
+    return [header[c] for c in kept], [[row[c] for c in kept] for row in rows]
+
+
+def _format(value):
+    return "" if value is None else f"{value:.2f}"
+
+
+def main(argv):
+    if len(argv) != 2:
+        raise ValueError("expected one MODEL_DIR: python -m drnas_tf.report MODEL_DIR [--output=report.png]")
+    from drnas_tf.tables import markdown_table
+
+    model_dir = argv[1]
+    records = load_records(model_dir)
+    output = FLAGS.output or os.path.join(model_dir, "report.png")
+    header, rows = summary_rows(records, FLAGS.split)
+    print(markdown_table(header, rows), end="")
+    try:
+        render(records, output, FLAGS.split)
+    except OSError as error:
+        raise ValueError(f"cannot write --output={output}: {error.strerror}") from None
+    print(f"figure written to {output}")
+
+
+if __name__ == "__main__":
+    cli.run(main, "drnas_tf.report")

@@ -1,0 +1,127 @@
+"""`python -m drnas_tf.sweep`: methods x seeds of tiny digits searches scored by a benchmark table."""
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from benchmark_table import synthetic_results, write_table
+from drnas_tf import sweep
+from drnas_tf.spaces import nb201
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY_SEARCH = """--search_space=nb201
+--dataset=digits
+--method=gumbel
+--seed=5
+--init_channels=4
+--cells_per_stage=1
+--ks=1
+--num_keeps=5
+--stage_epochs=2
+--arch_warmup_epochs=0
+--batch_size=32
+--steps_per_epoch=2
+--arch_learning_rate=3e-2
+--verbose=0
+"""
+
+
+def run_sweep(*args):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ROOT}
+    return subprocess.run([sys.executable, "-m", "drnas_tf.sweep", *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=900)
+
+
+def result(method, seed, genotype, seconds, benchmark=None, retrain=None):
+    return {"method": method, "seed": seed, "genotype": genotype, "search_seconds": seconds,
+            "benchmark": benchmark, "retrain": retrain}
+
+
+def test_tables_have_each_run_and_mean_std_per_method():
+    results = [result("dirichlet", 0, "|a|", 10.0, retrain={"test_top1": 0.90, "train_seconds": 5.0}),
+               result("dirichlet", 1, "|b|", 12.0, retrain={"test_top1": 0.94, "train_seconds": 7.0}),
+               result("darts", 0, "|a|", 8.0, retrain={"test_top1": 0.5, "train_seconds": 4.0})]
+    header, numbers, markdown = sweep.tables(results, ["dirichlet", "darts"])
+    assert header == ["method", "seed", "genotype", "retrain test top-1 (%)", "retrain seconds", "search seconds"]
+    assert numbers[:2] == [["dirichlet", 0, "|a|", 90.0, 5.0, 10.0], ["dirichlet", 1, "|b|", 94.0, 7.0, 12.0]]
+    assert numbers[2] == ["dirichlet", "mean", "2 distinct", 92.0, 6.0, 11.0]
+    assert numbers[3] == ["dirichlet", "std", "", round(2 ** 0.5 * 2, 4), round(2 ** 0.5, 4), round(2 ** 0.5, 4)]
+    assert markdown[2] == ["**dirichlet**", "mean ± std (2 seeds)", "2 distinct", "92.00 ± 2.83", "6.00 ± 1.41",
+                           "11.00 ± 1.41"]
+    assert numbers[-2:] == [["darts", "mean", "1 distinct", 50.0, 4.0, 8.0], ["darts", "std", "", 0.0, 0.0, 0.0]]
+    header, numbers, _ = sweep.tables([result("darts", 0, "|a|", 8.0)], ["darts"])
+    assert header == ["method", "seed", "genotype", "search seconds"]
+
+
+def test_retrain_result_is_read_from_results_json(tmp_path):
+    (tmp_path / "results.json").write_text(json.dumps({"test_top1": 0.875, "test_top5": 0.99, "epochs": 3,
+                                                       "train_seconds": 41.5, "genotype": "|x|"}))
+    assert sweep.read_retrain_result(str(tmp_path)) == {"test_top1": 0.875, "train_seconds": 41.5, "epochs": 3}
+    (tmp_path / "results.json").write_text("{}")
+    with pytest.raises(ValueError, match="cannot read the retraining result .*results.json: 'test_top1'"):
+        sweep.read_retrain_result(str(tmp_path))
+
+
+@pytest.mark.slow
+def test_sweep_with_a_benchmark_end_to_end(tmp_path):
+    flagfile = tmp_path / "tiny.flags"
+    flagfile.write_text(TINY_SEARCH)
+    table = write_table(tmp_path / "nb201.csv")
+    sweep_dir = tmp_path / "sweep"
+    args = [f"--flagfile={flagfile}", "--seeds=0,1", "--methods=dirichlet,darts", f"--sweep_dir={sweep_dir}",
+            f"--nb201_benchmark={table}", "--gpus=0,1"]
+    completed = run_sweep(*args)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    frozen = (sweep_dir / "search.flags").read_text()
+    assert "--nb201_benchmark=" in frozen and "--init_channels=4" in frozen
+    assert "--method" not in frozen and "--seed=" not in frozen and "--sweep_dir" not in frozen
+    rows = list(csv.DictReader(open(sweep_dir / "results.csv")))
+    assert [(r["method"], r["seed"]) for r in rows] == [("dirichlet", "0"), ("dirichlet", "1"), ("dirichlet", "mean"),
+                                                        ("dirichlet", "std"), ("darts", "0"), ("darts", "1"),
+                                                        ("darts", "mean"), ("darts", "std")]
+    for row in rows[:2] + rows[4:6]:
+        record = json.load(open(sweep_dir / row["method"] / f"seed_{row['seed']}" / "search" / "genotype.json"))
+        assert record["relaxation"] == {"dirichlet": "dirichlet", "darts": "softmax"}[row["method"]]
+        assert row["genotype"] == record["text"]
+        expected = synthetic_results(nb201.parse_text(row["genotype"]))
+        assert float(row["cifar100/test (%)"]) == expected["cifar100/test"]
+        assert float(row["search seconds"]) > 1
+    test_values = [float(r["ImageNet16-120/valid (%)"]) for r in rows[:2]]
+    assert float(rows[2]["ImageNet16-120/valid (%)"]) == pytest.approx(sum(test_values) / 2, abs=1e-4)
+    markdown = (sweep_dir / "results.md").read_text()
+    assert markdown.startswith("Command: `python -m drnas_tf.sweep --flagfile=")
+    assert "| **darts** | mean ± std (2 seeds) |" in markdown and markdown in completed.stdout
+    logs = sorted(sweep_dir.glob("*/seed_*/search.log"))
+    stamps = [log.stat().st_mtime_ns for log in logs]
+    again = run_sweep(*args)  # finished runs are reused, not searched again
+    assert again.returncode == 0 and len(logs) == 4 and [log.stat().st_mtime_ns for log in logs] == stamps
+    assert list(csv.DictReader(open(sweep_dir / "results.csv"))) == rows
+
+
+@pytest.mark.parametrize("args,message", [
+    (["--methods=dirichlet,random"], "--methods=dirichlet,random: expected some of dirichlet, darts, gumbel"),
+    (["--seeds=0,x"], "--seeds=0,x must be a comma-separated list of integers"),
+    (["--retrain_epochs=-1"], "--retrain_epochs must be 0 or positive"),
+    (["--model_dir=/tmp/run"], "--model_dir is set per run by the sweep"),
+    (["--search_space=darts", "--nb201_benchmark=/tmp"], "--nb201_benchmark needs --search_space=nb201"),
+    (["--search_space=nb201", "--dataset=digits", "--ks=3", "--num_keeps=5", "--stage_epochs=1"],
+     "k=3 does not divide"),
+])
+def test_bad_flags_exit_nonzero_with_one_line(args, message, tmp_path):
+    completed = run_sweep(f"--sweep_dir={tmp_path / 'sweep'}", *args)
+    assert completed.returncode == 2, completed.stderr[-2000:]
+    lines = [line for line in completed.stderr.splitlines() if line.startswith("drnas_tf.sweep: error: ")]
+    assert len(lines) == 1 and message in lines[0], completed.stderr[-2000:]
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_sweep_dir_is_required_and_helpshort_lists_the_flags():
+    completed = run_sweep("--seeds=0")
+    assert completed.returncode == 2 and "--sweep_dir is required" in completed.stderr
+    helpshort = run_sweep("--helpshort").stdout
+    for name in ("--seeds", "--methods", "--retrain_epochs", "--gpus", "--nb201_benchmark", "--stage_epochs"):
+        assert name in helpshort
