@@ -87,13 +87,21 @@ def main():
     parser.add_argument("--config", choices=sorted(CONFIGS), help="one configuration (default: all)")
     parser.add_argument("--iterations", type=int, default=10)
     parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--jit_compile", action="store_true", help="compile the step with XLA")
+    parser.add_argument("--intra_op_threads", type=int, default=0, help="0: TensorFlow's default")
+    parser.add_argument("--inter_op_threads", type=int, default=0, help="0: TensorFlow's default")
     args = parser.parse_args()
+    options = {"jit_compile": args.jit_compile, "intra_op_threads": args.intra_op_threads,
+               "inter_op_threads": args.inter_op_threads}
     if args.config:
-        print(json.dumps(measure(args.config, args.iterations, args.batch_size)), flush=True)
+        print(json.dumps({**measure(args.config, args.iterations, args.batch_size, **options), **options}),
+              flush=True)
         return
     for name in CONFIGS:  # a fresh process each, so peak memory is the configuration's own
         subprocess.run([sys.executable, __file__, f"--config={name}", f"--iterations={args.iterations}",
-                        f"--batch_size={args.batch_size}"], check=True)
+                        f"--batch_size={args.batch_size}", f"--intra_op_threads={args.intra_op_threads}",
+                        f"--inter_op_threads={args.inter_op_threads}"]
+                       + (["--jit_compile"] if args.jit_compile else []), check=True)
 
 
 if __name__ == "__main__":
