@@ -30,10 +30,11 @@ def _clipped_sum_over_replicas(gradients, clip_norm):
     """
     context = tf.distribute.get_replica_context()
     replicas = context.num_replicas_in_sync
-    gradients = context.all_reduce(tf.distribute.ReduceOp.SUM, gradients)
+    if replicas > 1:
+        gradients = context.all_reduce(tf.distribute.ReduceOp.SUM, gradients)
     if clip_norm:
         gradients, _ = tf.clip_by_global_norm(gradients, clip_norm)
-    return [g / replicas for g in gradients]
+    return [g / replicas for g in gradients] if replicas > 1 else list(gradients)
 
 
 class Searcher(keras.Model):
