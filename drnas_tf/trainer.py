@@ -79,8 +79,11 @@ class Trainer(keras.Model):
                                                                             self.label_smoothing)
             objective /= replicas  # scaled inside the tape: the optimizer sums the replicas' gradients
         gradients = tape.gradient(objective, network.trainable_variables)
-        self.weight_optimizer.apply(optim.clipped_sum_over_replicas(gradients, self.grad_clip),
-                                    network.trainable_variables)
+        # Weights that cannot reach the output (a node read only by 'none' edges) have no gradient; PyTorch's
+        # SGD skips them (no weight decay, no momentum), and so does this step.
+        reached = [(g, v) for g, v in zip(gradients, network.trainable_variables) if g is not None]
+        self.weight_optimizer.apply(optim.clipped_sum_over_replicas([g for g, _ in reached], self.grad_clip),
+                                    [v for _, v in reached])
         self.train_loss.update_state(loss)
         self.train_accuracy.update_state(labels, logits)
         return {"loss": self.train_loss.result(), "accuracy": self.train_accuracy.result()}
