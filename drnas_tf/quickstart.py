@@ -2,8 +2,8 @@
 
 1. search:   python -m drnas_tf.search --flagfile=flags/quickstart.flags --model_dir=DIR/search
 2. retrain:  python -m drnas_tf.train --flagfile=flags/train/digits.flags --genotype=DIR/search --model_dir=DIR/train
-3. export:   python -m drnas_tf.export --model_dir=DIR/train --export_dir=DIR/export --overwrite
-4. classify: tf.saved_model.load(DIR/export) on the 600 held-out digits test images (uint8), printing accuracy.
+3. export:   python -m drnas_tf.export --model_dir=DIR/train --export_dir=DIR/export_train --overwrite
+4. classify: tf.saved_model.load(DIR/export_train) on the 600 held-out digits test images (uint8), printing accuracy.
 
 Each step is the entry point a user would run, printed before it runs. With --compare_random a random
 genotype of the same space (fixed by --random_seed) is retrained, exported and classified the same way, and

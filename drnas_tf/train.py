@@ -4,7 +4,7 @@
 genotype.json). Defaults are the paper's retraining settings for the dataset (SPEC §8): CIFAR 20 cells, C=36,
 600 epochs, batch 64, SGD 0.025 cosine to 0, weight decay 3e-4, cutout 16, auxiliary 0.4, drop path 0.3
 rising linearly, clip 5; ImageNet 14 cells, C=48, 250 epochs, batch 768, SGD 0.5 with a 5-epoch warm-up and
-linear decay, weight decay 3e-5, label smoothing 0.1, auxiliary 0.4, colour jitter. flags/train_*.flags
+linear decay, weight decay 3e-5, label smoothing 0.1, auxiliary 0.4, colour jitter. flags/train/*.flags
 hold them. At the end the network is tested on the held-out split (CIFAR's test set, ImageNet's validation
 set) and model_dir/results.json gets test_top1 and test_top5 (fractions). Re-running the same command with the
 same --model_dir resumes.
