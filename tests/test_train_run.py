@@ -116,7 +116,11 @@ def test_one_and_two_replicas_take_the_same_clipped_step():
     images = tf.tile(tf.random.stateless_normal([4, SIZE, SIZE, 3], seed=[1, 2]), [2, 1, 1, 1])
     labels = tf.constant([0, 1, 2, 3] * 2)
     single = _one_step(tf.distribute.get_strategy(), images, labels)
-    mirrored = _one_step(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"]), images, labels)
+    # Reduction through one device: a second collective-ops MirroredStrategy in the same pytest process (after
+    # tests/test_searcher.py's) can reuse collective instance keys and abort; the sum is the same.
+    mirrored = _one_step(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"],
+                                                        cross_device_ops=tf.distribute.ReductionToOneDevice()),
+                         images, labels)
     for update in (single, mirrored):  # lr x clip: the first velocity is the clipped replica-summed gradient
         assert math.sqrt(sum(float(np.sum(d**2)) for d in update)) == pytest.approx(0.1 * 0.5, rel=1e-3)
     for a, b in zip(single, mirrored):
