@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install quickstart test test-fast bazel-test clean
+.PHONY: install quickstart quickstart-compare test test-fast bazel-test clean
 
 $(VENV)/installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -14,9 +14,14 @@ $(VENV)/installed: requirements.txt
 
 install: $(VENV)/installed
 
-# The main job on the built-in offline dataset: a short DrNAS search on digits (flags/quickstart.flags).
+# The main job on the built-in offline dataset (drnas_tf/quickstart.py): a short DrNAS search on digits,
+# retraining of the genotype found, SavedModel export, and the SavedModel's test accuracy.
 quickstart: install
-	$(PY) -m drnas_tf.search --flagfile=flags/quickstart.flags --model_dir=runs/quickstart
+	$(PY) -m drnas_tf.quickstart --model_dir=runs/quickstart
+
+# The same, plus a random genotype of the space retrained and tested the same way.
+quickstart-compare: install
+	$(PY) -m drnas_tf.quickstart --model_dir=runs/quickstart --compare_random
 
 # The whole suite, slow tests included (what CI runs).
 test: install

@@ -8,16 +8,22 @@ from drnas_tf.data.catalog import DATASETS
 from drnas_tf.spaces import SPACE_NAMES
 
 
-def define_network_flags():
-    """The flags that pick a network: space, dataset and sizes (None: the paper's default for them)."""
-    flags.DEFINE_enum("search_space", "darts", SPACE_NAMES, "Search space.")
+def define_network_flags(supernet=True):
+    """The flags that pick a network: space, dataset and sizes (None: the paper's default for them).
+
+    With supernet=False (a discrete network, whose genotype fixes the space) --search_space and
+    --nb201_bypass are left out.
+    """
+    if supernet:
+        flags.DEFINE_enum("search_space", "darts", SPACE_NAMES, "Search space.")
     flags.DEFINE_enum("dataset", "cifar10", list(DATASETS), "Dataset: sets classes, input size and stem.")
     flags.DEFINE_integer("init_channels", None, "C, channels of the first stage (default: the paper's for the "
                          "space and dataset: DARTS 36 on CIFAR, 48 on ImageNet; NB201 16).")
     flags.DEFINE_integer("layers", None, "DARTS space: number of cells (default 20 on CIFAR, 14 on ImageNet).")
     flags.DEFINE_integer("cells_per_stage", None, "NB201 space: search cells per stage, N (default 5).")
-    flags.DEFINE_enum("nb201_bypass", "sum", ["sum", "mean"], "NB201 partial-channel bypass: 'sum' as the "
-                      "reference, 'mean' rescaled by 1/inputs of the node (docs/differences.md).")
+    if supernet:
+        flags.DEFINE_enum("nb201_bypass", "sum", ["sum", "mean"], "NB201 partial-channel bypass: 'sum' as the "
+                          "reference, 'mean' rescaled by 1/inputs of the node (docs/differences.md).")
 
 
 def run(main, program):

@@ -222,3 +222,103 @@ def _check_divisible(network, ks):
         if network.search_space == "darts" and (2 * network.init_channels // k) % 2:
             raise ValueError(f"k={k} leaves an odd channel count on reduction edges "
                              f"(--init_channels={network.init_channels}); FactorizedReduce needs it even")
+
+
+# The reference's retraining settings per stem (SPEC §8): CIFAR `train.py --cutout --auxiliary`, ImageNet
+# `train_imagenet.py --auxiliary`. CIFAR-style datasets share the CIFAR row; NB201 networks have no auxiliary
+# head and no drop path (their reference retraining is NAS-Bench-201's lookup, not train.py).
+_TRAIN_DEFAULTS = {
+    "cifar": dict(epochs=600, batch_size=64, learning_rate=0.025, lr_schedule="cosine", lr_warmup_epochs=0,
+                  weight_decay=3e-4, label_smoothing=0.0, auxiliary=True, auxiliary_weight=0.4,
+                  drop_path_prob=0.3, cutout=16, color_jitter=False, seed=0),
+    "imagenet": dict(epochs=250, batch_size=768, learning_rate=0.5, lr_schedule="linear", lr_warmup_epochs=5,
+                     weight_decay=3e-5, label_smoothing=0.1, auxiliary=True, auxiliary_weight=0.4,
+                     drop_path_prob=0.0, cutout=0, color_jitter=True, seed=0),
+}
+LR_SCHEDULES = ("cosine", "linear")
+# The held-out split a retrained network is tested on: the test set, or ImageNet's validation set.
+EVAL_SPLITS = {"imagenet": "validation", "imagenet16-120": "validation"}
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """Retraining a genotype from scratch (SPEC §8).
+
+    Attributes:
+        genotype: a DARTS or NB201 genotype.
+        network: the NetworkConfig (space from the genotype; C, layers or cells per stage, dataset).
+        epochs, batch_size: the schedule's length and the global batch.
+        learning_rate, learning_rate_min: SGD's initial and (cosine) final rate.
+        lr_schedule: "cosine" (per epoch, to learning_rate_min) or "linear" (ImageNet's decay, optim.py).
+        lr_warmup_epochs: linear warm-up epochs overriding the schedule (ImageNet: 5, as batch > 256).
+        momentum, weight_decay, grad_clip: PyTorch-style SGD and the global-norm clip of the gradient.
+        label_smoothing: of the training loss (test loss is plain cross-entropy).
+        auxiliary, auxiliary_weight: the auxiliary head at cell 2*layers//3 and its loss weight (DARTS only).
+        drop_path_prob: final drop-path probability; epoch e uses drop_path_prob * e / epochs (DARTS only).
+        cutout: side of the cutout square (0: off); color_jitter: ImageNet's ColorJitter(0.4, 0.4, 0.4, 0.2).
+        eval_split: the held-out split tested at the end.
+        data_dir, download: where TFDS data lives and whether it may be downloaded.
+        seed: seeds initialisation, data order, augmentation and drop path.
+        steps_per_epoch: cap on steps per epoch (None: the whole training split).
+    """
+
+    genotype: object
+    network: NetworkConfig
+    epochs: int
+    batch_size: int
+    learning_rate: float
+    learning_rate_min: float
+    lr_schedule: str
+    lr_warmup_epochs: int
+    momentum: float
+    weight_decay: float
+    grad_clip: float
+    label_smoothing: float
+    auxiliary: bool
+    auxiliary_weight: float
+    drop_path_prob: float
+    cutout: int
+    color_jitter: bool
+    eval_split: str
+    data_dir: "str | None"
+    download: bool
+    seed: int
+    steps_per_epoch: "int | None"
+
+
+def train_config(genotype, dataset="cifar10", **overrides):
+    """A TrainConfig for `genotype` with the paper's defaults for the dataset; `overrides` (None = default) win.
+
+    Network overrides: init_channels, layers, cells_per_stage. DARTS-only settings (auxiliary, drop path)
+    default to off for NB201 genotypes and are refused there if asked for.
+    """
+    spec = get_dataset_spec(dataset)
+    space = getattr(genotype, "space", None)
+    network_fields = {"init_channels", "layers", "cells_per_stage"}
+    network_overrides = {k: overrides.pop(k) for k in list(overrides) if k in network_fields}
+    values = dict(_TRAIN_DEFAULTS[spec.stem], learning_rate_min=0.0, momentum=0.9, grad_clip=5.0,
+                  eval_split=EVAL_SPLITS.get(dataset, "test"), data_dir=None, download=False, steps_per_epoch=None)
+    if space == "nb201":
+        for name in ("auxiliary", "drop_path_prob"):
+            if overrides.get(name):
+                raise ValueError(f"--{name} applies to DARTS genotypes; NB201 networks have neither")
+        values.update(auxiliary=False, drop_path_prob=0.0)
+    unknown = set(overrides) - set(values)
+    if unknown:
+        raise ValueError(f"unknown train settings: {', '.join(sorted(unknown))}")
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    network = network_config(space, dataset, **network_overrides)
+    for name in ("epochs", "batch_size"):
+        if values[name] < 1:
+            raise ValueError(f"--{name} must be positive, got {values[name]}")
+    if values["lr_schedule"] not in LR_SCHEDULES:
+        raise ValueError(f"--lr_schedule={values['lr_schedule']!r} is not one of: {', '.join(LR_SCHEDULES)}")
+    if not 0.0 <= values["drop_path_prob"] < 1.0:
+        raise ValueError(f"--drop_path_prob must be in [0, 1), got {values['drop_path_prob']}")
+    if not 0.0 <= values["label_smoothing"] < 1.0:
+        raise ValueError(f"--label_smoothing must be in [0, 1), got {values['label_smoothing']}")
+    if values["cutout"] < 0 or values["lr_warmup_epochs"] < 0:
+        raise ValueError("--cutout and --lr_warmup_epochs must be 0 or positive")
+    if values["steps_per_epoch"] is not None and values["steps_per_epoch"] < 1:
+        raise ValueError(f"--steps_per_epoch must be positive, got {values['steps_per_epoch']}")
+    return TrainConfig(genotype=genotype, network=network, **values)

@@ -43,6 +43,21 @@ class TorchSGD(keras.optimizers.Optimizer):
                 "coupled_weight_decay": self.coupled_weight_decay}
 
 
+def clipped_sum_over_replicas(gradients, clip_norm):
+    """All-reduces per-replica gradients, clips the sum by its global norm; returns what each replica applies.
+
+    Keras optimizers sum the gradients of all replicas themselves but clip before that sum (NOTES.md), so
+    the clipped total is divided by the replica count here and summed back by the optimizer.
+    """
+    context = tf.distribute.get_replica_context()
+    replicas = context.num_replicas_in_sync
+    if replicas > 1:
+        gradients = context.all_reduce(tf.distribute.ReduceOp.SUM, gradients)
+    if clip_norm:
+        gradients, _ = tf.clip_by_global_norm(gradients, clip_norm)
+    return [g / replicas for g in gradients] if replicas > 1 else list(gradients)
+
+
 def arch_adam(learning_rate):
     """The architecture optimizer of the reference: Adam with betas (0.5, 0.999), eps 1e-8, no decay."""
     return keras.optimizers.Adam(learning_rate, beta_1=0.5, beta_2=0.999, epsilon=1e-8, name="arch_adam")
@@ -55,3 +70,21 @@ def cosine_learning_rate(epoch, total_epochs, initial, minimum=0.0, warmup_epoch
     if epoch < warmup_epochs:
         return initial * (epoch + 1) / warmup_epochs
     return minimum + (initial - minimum) * (1 + math.cos(math.pi * epoch / total_epochs)) / 2
+
+
+LINEAR_TAIL_EPOCHS = 5
+
+
+def linear_learning_rate(epoch, total_epochs, initial, warmup_epochs=0):
+    """The reference ImageNet retraining schedule (`train_imagenet.py:adjust_lr`, SPEC §8).
+
+    initial*(T-5-e)/(T-5) until the last 5 epochs, then the gentler initial*(T-e)/(5(T-5)); a linear warm-up
+    initial*(e+1)/warmup_epochs overrides the first `warmup_epochs` epochs. Runs of at most 5 epochs (no
+    reference counterpart) take T-5 as 1.
+    """
+    if epoch < warmup_epochs:
+        return initial * (epoch + 1) / warmup_epochs
+    decay_epochs = max(total_epochs - LINEAR_TAIL_EPOCHS, 1)
+    if total_epochs - epoch > LINEAR_TAIL_EPOCHS:
+        return initial * (decay_epochs - epoch) / decay_epochs
+    return initial * (total_epochs - epoch) / (decay_epochs * LINEAR_TAIL_EPOCHS)

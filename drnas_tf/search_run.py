@@ -204,7 +204,7 @@ def run_search(config, model_dir, epoch_data, flags_text="", strategy=None, verb
                                steps_per_epoch=steps - skip, verbose=verbose, shuffle=False,
                                callbacks=epoch_callbacks)
         logs = {key: float(values[-1]) for key, values in history.history.items()}
-        _check_finite(logs, epoch)
+        check_finite(logs, epoch)
         genotype = searcher.supernet.genotype()
         analysis = trajectory.epoch_analysis(searcher.supernet, genotype, trajectory_samples,
                                              (config.seed, epoch), benchmark)
@@ -228,8 +228,9 @@ def _save_state(model_dir, config, manager, searcher, stage, epoch, step):
         "checkpoint": checkpoint_path}))
 
 
-def _check_finite(logs, epoch):
+def check_finite(logs, epoch, remedy="lower --learning_rate or --arch_learning_rate"):
+    """Raises a one-line ValueError if an epoch's metrics are not finite (the last checkpoint is kept)."""
     bad = [key for key, value in logs.items() if not np.isfinite(value)]
     if bad:
         raise ValueError(f"non-finite {', '.join(bad)} in epoch {epoch + 1}; the last good checkpoint is kept "
-                         "(lower --learning_rate or --arch_learning_rate)")
+                         f"({remedy})")

@@ -22,21 +22,6 @@ def _cross_entropy(labels, logits):
     return tf.reduce_mean(per_example)
 
 
-def _clipped_sum_over_replicas(gradients, clip_norm):
-    """All-reduces per-replica gradients, clips the sum by its global norm; returns what each replica applies.
-
-    Keras optimizers sum the gradients of all replicas themselves but clip before that sum (NOTES.md), so
-    the clipped total is divided by the replica count here and summed back by the optimizer.
-    """
-    context = tf.distribute.get_replica_context()
-    replicas = context.num_replicas_in_sync
-    if replicas > 1:
-        gradients = context.all_reduce(tf.distribute.ReduceOp.SUM, gradients)
-    if clip_norm:
-        gradients, _ = tf.clip_by_global_norm(gradients, clip_norm)
-    return [g / replicas for g in gradients] if replicas > 1 else list(gradients)
-
-
 class Searcher(keras.Model):
     """Trains a supernet's weights and architecture parameters with `fit` on ((x_t, y_t), (x_v, y_v)) batches.
 
@@ -102,7 +87,7 @@ class Searcher(keras.Model):
                 loss = _cross_entropy(labels, logits)
                 objective = (loss + supernet.regularization_loss(self.reg_type, self.reg_scale)) / replicas
             gradients = tape.gradient(objective, supernet.arch_variables)
-        self.arch_optimizer.apply(_clipped_sum_over_replicas(gradients, self.arch_grad_clip),
+        self.arch_optimizer.apply(optim.clipped_sum_over_replicas(gradients, self.arch_grad_clip),
                                   supernet.arch_variables)
         return loss, logits
 
@@ -129,7 +114,7 @@ class Searcher(keras.Model):
             tape.watch(weights)
             train_loss, _ = self._stateless_loss(weights, arch, train_images, train_labels, VIRTUAL_PASS)
             objective = train_loss / replicas
-        train_gradients = _clipped_sum_over_replicas(tape.gradient(objective, weights), 0.0)
+        train_gradients = optim.clipped_sum_over_replicas(tape.gradient(objective, weights), 0.0)
         velocities = [optimizer.momentums[optimizer._get_variable_index(v)] for v in supernet.weight_variables]
         virtual = [w - xi * (optimizer.momentum * v + replicas * g + optimizer.coupled_weight_decay * w)
                    for w, v, g in zip(weights, velocities, train_gradients)]
@@ -138,7 +123,7 @@ class Searcher(keras.Model):
             loss, logits = self._stateless_loss(virtual, arch, images, labels, ARCH_PASS)
             objective = (loss + relax.regularization_loss(arch, self.reg_type, self.reg_scale)) / replicas
         arch_gradients = tape.gradient(objective, arch)
-        virtual_gradients = _clipped_sum_over_replicas(tape.gradient(objective, virtual), 0.0)
+        virtual_gradients = optim.clipped_sum_over_replicas(tape.gradient(objective, virtual), 0.0)
         del tape
         norm = tf.linalg.global_norm(virtual_gradients) * replicas
         radius = FINITE_DIFFERENCE_SCALE / tf.maximum(norm, 1e-12)
@@ -164,7 +149,7 @@ class Searcher(keras.Model):
             loss = _cross_entropy(labels, logits)
             objective = loss / replicas
         gradients = tape.gradient(objective, supernet.weight_variables)
-        self.weight_optimizer.apply(_clipped_sum_over_replicas(gradients, self.grad_clip),
+        self.weight_optimizer.apply(optim.clipped_sum_over_replicas(gradients, self.grad_clip),
                                     supernet.weight_variables)
         return loss, logits
 

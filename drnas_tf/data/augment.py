@@ -12,6 +12,11 @@ exactly under a fixed --seed, whatever the number of parallel map calls. Geometr
   `sample_distorted_bounding_box`: area and ratio are drawn uniformly, where torchvision draws the ratio
   log-uniformly, and after 10 failed tries it keeps the whole image, where torchvision takes a centre crop),
   resized bilinearly to `image_size`, then the flip.
+- Retraining adds (SPEC §8): cutout (CIFAR, `cutout` > 0): after normalisation, a cutout x cutout square
+  centred on a uniformly random pixel (clipped at the borders) is set to 0, as the reference's Cutout; colour
+  jitter (ImageNet, `color_jitter`): brightness, contrast and saturation factors uniform in [0.6, 1.4] and a
+  hue shift uniform in [-0.2, 0.2] of a turn, as torchvision's ColorJitter(0.4, 0.4, 0.4, 0.2), applied in that
+  fixed order (torchvision shuffles the order per image).
 - Evaluation: "pad_crop" datasets only normalise; ImageNet resizes the shorter side to 256 (for 224; the same
   ratio for other sizes) and takes the centre `image_size` square.
 """
@@ -22,6 +27,8 @@ EVAL_RESIZE_RATIO = 256 / 224
 RESIZED_CROP_AREA = (0.08, 1.0)
 RESIZED_CROP_ASPECT_RATIO = (3 / 4, 4 / 3)
 RESIZED_CROP_ATTEMPTS = 10
+COLOR_JITTER = (0.4, 0.4, 0.4, 0.2)  # brightness, contrast, saturation, hue (torchvision's arguments)
+_GREY_WEIGHTS = (0.299, 0.587, 0.114)  # torchvision's rgb_to_grayscale
 
 
 def normalize(image, mean, std):
@@ -64,11 +71,49 @@ def resize_and_center_crop(image, resize, crop):
     return resized[top:top + crop, left:left + crop, :]
 
 
-def train_transform(spec):
-    """fn(image uint8 [H, W, 3], seed [2]) -> float32 [size, size, 3]: the training augmentation of `spec`."""
+def cutout(image, size, seed):
+    """Sets a size x size square of a [H, W, C] image to 0, centred on a random pixel and clipped at the edges."""
+    height, width = tf.shape(image)[0], tf.shape(image)[1]
+    center = tf.random.stateless_uniform([2], seed, minval=0, maxval=tf.int32.max, dtype=tf.int32)
+    center_y, center_x = center[0] % height, center[1] % width
+    rows, cols = tf.range(height)[:, None], tf.range(width)[None, :]
+    inside = ((rows >= center_y - size // 2) & (rows < center_y + size - size // 2)
+              & (cols >= center_x - size // 2) & (cols < center_x + size - size // 2))
+    return image * tf.cast(~inside, image.dtype)[:, :, None]
+
+
+def color_jitter(image, seed, strength=COLOR_JITTER):
+    """Random brightness, contrast, saturation and hue of a [H, W, 3] image of pixel values 0–255."""
+    brightness, contrast, saturation, hue = strength
+    seeds = tf.unstack(tf.random.experimental.stateless_split(seed, num=4))
+    image = image / 255.0
+
+    def factor(amount, factor_seed):
+        return tf.random.stateless_uniform([], factor_seed, 1.0 - amount, 1.0 + amount)
+
+    def grey(x):
+        return tf.reduce_sum(x * tf.constant(_GREY_WEIGHTS), axis=-1, keepdims=True)
+
+    image = tf.clip_by_value(image * factor(brightness, seeds[0]), 0.0, 1.0)
+    mean = tf.reduce_mean(grey(image))
+    image = tf.clip_by_value(mean + factor(contrast, seeds[1]) * (image - mean), 0.0, 1.0)
+    image = tf.clip_by_value(grey(image) + factor(saturation, seeds[2]) * (image - grey(image)), 0.0, 1.0)
+    image = tf.image.adjust_hue(image, tf.random.stateless_uniform([], seeds[3], -hue, hue))
+    return image * 255.0
+
+
+def train_transform(spec, cutout_size=0, jitter=False):
+    """fn(image uint8 [H, W, 3], seed [2]) -> float32 [size, size, 3]: the training augmentation of `spec`.
+
+    Args:
+        spec: the dataset's catalog.DatasetSpec.
+        cutout_size: side of the cutout square applied after normalisation (0: none; retraining on CIFAR).
+        jitter: colour jitter after the crop and flip (retraining on ImageNet).
+    """
 
     def transform(image, seed):
         crop_seed, flip_seed = tf.unstack(tf.random.experimental.stateless_split(seed, num=2))
+        cutout_seed, jitter_seed = (tf.random.experimental.stateless_fold_in(seed, salt) for salt in (1, 2))
         image = tf.cast(image, tf.float32)
         if spec.augmentation == "resized_crop":
             image = random_resized_crop(image, spec.image_size, crop_seed)
@@ -76,7 +121,12 @@ def train_transform(spec):
             image = pad_and_random_crop(image, spec.image_size, spec.crop_padding, crop_seed)
         if spec.flip:
             image = random_flip(image, flip_seed)
-        return normalize(image, spec.mean, spec.std)
+        if jitter:
+            image = color_jitter(image, jitter_seed)
+        image = normalize(image, spec.mean, spec.std)
+        if cutout_size:
+            image = cutout(image, cutout_size, cutout_seed)
+        return image
 
     return transform
 

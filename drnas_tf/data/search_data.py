@@ -1,4 +1,4 @@
-"""Search and evaluation input pipelines (SPEC §7, §13.1, §13.2b).
+"""Search, retraining and evaluation input pipelines (SPEC §7, §8, §13.1, §13.2b).
 
 The search consumes batches `((x_train, y_train), (x_valid, y_valid))`: a batch of the weight part for the
 weights' SGD step and a batch of the architecture part for the architecture's Adam step.
@@ -140,6 +140,58 @@ def search_datasets(name, batch_size, data_dir=None, train_portion=0.5, seed=0, 
         derived_seed(seed, _ARCH_SHUFFLE), derived_seed(seed, _ARCH_AUGMENT), repeat=True)
     dataset = tf.data.Dataset.zip(weights, arch).prefetch(tf.data.AUTOTUNE)
     return dataset, num_weights // batch_size, spec
+
+
+def train_arrays(name, data_dir=None, download=False):
+    """The whole training split of an in-memory dataset: (images uint8 [N, S, S, 3], labels int32 [N])."""
+    if name == "imagenet":
+        raise ValueError("imagenet is streamed, not held in memory: train_dataset reads it")
+    get_dataset_spec(name)
+    if name == "digits":
+        return digits.load_digits_arrays("train")
+    return tfds_source.load_arrays(name, "train", data_dir, download)
+
+
+def train_dataset(name, batch_size, seed=0, cutout=0, color_jitter=False, data_dir=None, download=False,
+                  arrays=None):
+    """The retraining input: (dataset, steps_per_epoch) over the whole training split (SPEC §8).
+
+    Args:
+        name: a catalog dataset.
+        batch_size: global batch.
+        seed: a non-negative int fixing the shuffle and the augmentation (build one pipeline per epoch with
+            (seed, epoch) so that a resumed run sees the same batches).
+        cutout, color_jitter: retraining augmentations (augment.train_transform).
+        data_dir, download: as in search_datasets.
+        arrays: `train_arrays(...)`'s result, to build a pipeline per epoch without reloading the data.
+
+    Returns:
+        dataset: batches (x [B, S, S, 3] float32 normalised, y [B] int32), drop_remainder; ImageNet repeats.
+        steps_per_epoch: full batches in one pass over the split (ImageNet: its recorded size // batch).
+    """
+    spec = get_dataset_spec(name)
+    _check_batch_size(batch_size)
+    _check_seed("seed", seed)
+    if name == "imagenet":
+        examples = tfds_source.load_examples(name, "train", data_dir, download, decode=False, shuffle_files=True,
+                                             seed=derived_seed(seed, _FILE_ORDER))
+        num_train = tfds_source.num_examples(name, "train", data_dir)
+        if num_train is None:  # under tfds.testing.mock_data
+            num_train = int(examples.reduce(0, lambda count, _: count + 1))
+        pairs = examples.map(lambda example: (example["image"], tf.cast(example["label"], tf.int32)))
+        shuffle_buffer = min(num_train, IMAGENET_SHUFFLE_BUFFER)
+    else:
+        images, labels = arrays or train_arrays(name, data_dir, download)
+        num_train = len(labels)
+        pairs = tf.data.Dataset.from_tensor_slices((images, labels))
+        shuffle_buffer = num_train
+    if num_train < batch_size:
+        raise ValueError(f"the training split of {name} has {num_train} images, fewer than one batch of "
+                         f"--batch_size={batch_size}; lower the batch size")
+    transform = augment.train_transform(spec, cutout, color_jitter)
+    dataset = _augmented_batches(pairs, shuffle_buffer, transform, batch_size, derived_seed(seed, _WEIGHTS_SHUFFLE),
+                                 derived_seed(seed, _WEIGHTS_AUGMENT), repeat=name == "imagenet")
+    return dataset.prefetch(tf.data.AUTOTUNE), num_train // batch_size
 
 
 def eval_dataset(name, split, batch_size, data_dir=None, download=False):

@@ -24,6 +24,12 @@ TFDS_NAMES = {
 IMAGENET16_CLASSES = 120
 _IMAGENET_MANUAL_FILES = "ILSVRC2012_img_train.tar and ILSVRC2012_img_val.tar"
 _ARRAY_CHUNK = 8192
+# Known without TFDS metadata (TFDS gives CIFAR-10's only once the dataset is prepared).
+KNOWN_CLASS_NAMES = {
+    "digits": tuple(str(digit) for digit in range(10)),
+    "svhn": tuple(str(digit) for digit in range(10)),
+    "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
+}
 
 
 def tfds_name(name):
@@ -118,3 +124,22 @@ def num_examples(name, split, data_dir=None):
         return None
     splits = tfds.builder(tfds_name(name), data_dir=data_dir).info.splits
     return splits[split].num_examples if split in splits else None
+
+
+def class_names(name, num_classes, data_dir=None):
+    """Human-readable names of the `num_classes` labels of --dataset=name, by label index.
+
+    digits and SVHN: "0".."9"; CIFAR-10: its ten names; other TFDS datasets: the builder's label names
+    (available offline from the builder's code or its prepared metadata); the label index as text where TFDS
+    has none to give.
+    """
+    if name in KNOWN_CLASS_NAMES and len(KNOWN_CLASS_NAMES[name]) == num_classes:
+        return list(KNOWN_CLASS_NAMES[name])
+    if name in TFDS_NAMES:
+        try:
+            names = list(tfds.builder(tfds_name(name), data_dir=data_dir).info.features["label"].names)
+        except Exception:  # noqa: BLE001 -- any TFDS failure falls back to index names
+            names = []
+        if len(names) >= num_classes:
+            return names[:num_classes]
+    return [str(index) for index in range(num_classes)]

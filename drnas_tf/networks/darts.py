@@ -23,14 +23,17 @@ AUX_POOL_SIZE = 5
 AUX_CONV_SIZE = 2
 
 
-def drop_path(x, drop_prob):
+def drop_path(x, drop_prob, seed=None):
     """Zeroes each sample of `x` with probability `drop_prob` and scales the kept ones by 1 / (1 - drop_prob).
 
     Written as a Bernoulli draw against a tensor probability, so `drop_prob` may be a variable that changes
-    between steps without retracing; at drop_prob = 0 the output is `x` exactly.
+    between steps without retracing; at drop_prob = 0 the output is `x` exactly. With `seed` (int32 [2]) the
+    draw is stateless, so a training step repeats exactly (a resumed run equals an uninterrupted one).
     """
     keep_prob = 1.0 - tf.cast(drop_prob, x.dtype)
-    draws = tf.random.uniform([tf.shape(x)[0], 1, 1, 1], dtype=x.dtype)  # one draw per sample
+    shape = [tf.shape(x)[0], 1, 1, 1]  # one draw per sample
+    draws = (tf.random.uniform(shape, dtype=x.dtype) if seed is None
+             else tf.random.stateless_uniform(shape, seed, dtype=x.dtype))
     scale = tf.cast(draws < keep_prob, x.dtype) / keep_prob  # 0 or 1 / keep_prob
     return x * scale
 
@@ -77,19 +80,23 @@ class DartsCell(ops.Block):
             for op, input_state in self.genotype_ops
         )
 
-    def call(self, s0, s1, drop_prob=None, training=False):
-        """Returns the cell output; `drop_prob` (a scalar, e.g. a variable) enables drop path in training."""
+    def call(self, s0, s1, drop_prob=None, training=False, seed=None):
+        """Returns the cell output; `drop_prob` (a scalar, e.g. a variable) enables drop path in training.
+
+        `seed` (int32 [2], optional) makes the drop-path draws stateless: edge e draws with fold_in(seed, e).
+        """
         states = [self.preprocess0(s0, training=training), self.preprocess1(s1, training=training)]
         for node in range(len(self.edge_ops) // darts_space.INPUTS_PER_NODE):
             edges = range(darts_space.INPUTS_PER_NODE * node, darts_space.INPUTS_PER_NODE * (node + 1))
-            states.append(tf.add_n([self._edge_output(edge, states, drop_prob, training) for edge in edges]))
+            states.append(tf.add_n([self._edge_output(edge, states, drop_prob, training, seed) for edge in edges]))
         return tf.concat([states[state] for state in self.concat], axis=-1)
 
-    def _edge_output(self, edge, states, drop_prob, training):
+    def _edge_output(self, edge, states, drop_prob, training, seed):
         op = self.edge_ops[edge]
         output = op(states[self.genotype_ops[edge][1]], training=training)
         if training and drop_prob is not None and not isinstance(op, ops.Identity):
-            output = drop_path(output, drop_prob)
+            edge_seed = None if seed is None else tf.random.experimental.stateless_fold_in(seed, edge)
+            output = drop_path(output, drop_prob, edge_seed)
         return output
 
     def get_config(self):
@@ -224,14 +231,19 @@ class DartsNetwork(keras.Model):
     def build(self, *args, **kwargs):
         ops.build_sublayers(self)
 
-    def call(self, images, training=False):
+    def call(self, images, training=False, seed=None):
+        """Logits, or (logits, aux_logits) in training with the auxiliary head.
+
+        `seed` (int32 [2], optional) makes drop path stateless: cell i draws with fold_in(seed, i).
+        """
         if self.stem_type == "cifar":
             s0 = s1 = self.stem(images, training=training)
         else:
             s0, s1 = self.stem(images, training=training)
         aux_logits = None
         for index, cell in enumerate(self.cells):
-            s0, s1 = s1, cell(s0, s1, drop_prob=self.drop_path_prob, training=training)
+            cell_seed = None if seed is None else tf.random.experimental.stateless_fold_in(seed, index)
+            s0, s1 = s1, cell(s0, s1, drop_prob=self.drop_path_prob, training=training, seed=cell_seed)
             if index == self.aux_index and self.aux_head is not None and training:
                 aux_logits = self.aux_head(s1, training=training)
         logits = self.classifier(s1, training=training)

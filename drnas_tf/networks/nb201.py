@@ -82,7 +82,9 @@ class Nb201Network(keras.Model):
     def build(self, *args, **kwargs):
         ops.build_sublayers(self)
 
-    def call(self, images, training=False):
+    def call(self, images, training=False, seed=None):
+        """Logits. `seed` is accepted for the same call as `DartsNetwork`'s; this network draws nothing."""
+        del seed
         x = self.stem(images, training=training)
         for layer in self.body:
             x = layer(x, training=training)

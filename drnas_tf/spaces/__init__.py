@@ -25,6 +25,13 @@ def get_space(name: str):
     return SPACES[name]
 
 
+def random_genotype(space: str, seed: int = 0):
+    """A random genotype of the named space (uniform as each space's `random_genotype` defines), fixed by seed."""
+    import numpy as np
+
+    return get_space(space).random_genotype(np.random.default_rng(seed))
+
+
 def genotype_from_json(obj):
     """Builds a genotype of whichever space the JSON object's "space" field names (a dict or its text)."""
     if isinstance(obj, (str, bytes)):

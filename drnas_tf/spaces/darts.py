@@ -267,6 +267,20 @@ def derive(weights: dict[str, np.ndarray]) -> DartsGenotype:
     )
 
 
+def random_genotype(rng: np.random.Generator) -> DartsGenotype:
+    """A genotype drawn uniformly as the derivation could produce one: per node, two distinct earlier states
+    and a uniform operation on each, in both cells."""
+    genes = {}
+    for cell in CELL_TYPES:
+        cell_genes = []
+        for node in range(STEPS):
+            for input_state in rng.choice(node + 2, size=INPUTS_PER_NODE, replace=False):
+                cell_genes.append((OPS[int(rng.integers(len(OPS)))], int(input_state)))
+        genes[cell] = tuple(cell_genes)
+    return DartsGenotype(normal=genes["normal"], normal_concat=DEFAULT_CONCAT, reduce=genes["reduce"],
+                         reduce_concat=DEFAULT_CONCAT)
+
+
 def _published(normal, reduce) -> DartsGenotype:
     return DartsGenotype(normal=normal, normal_concat=DEFAULT_CONCAT, reduce=reduce, reduce_concat=DEFAULT_CONCAT)
 

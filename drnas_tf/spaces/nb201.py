@@ -121,3 +121,8 @@ def derive(weights: dict[str, np.ndarray]) -> Nb201Genotype:
     if not np.all(np.isfinite(edge_weights)):
         raise ValueError("cell weights contain NaN or infinity; the search has diverged")
     return Nb201Genotype(ops=tuple(OPS[int(index)] for index in np.argmax(edge_weights, axis=1)))
+
+
+def random_genotype(rng: np.random.Generator) -> Nb201Genotype:
+    """A genotype drawn uniformly from the space: an independent uniform operation on every edge."""
+    return Nb201Genotype(ops=tuple(OPS[int(index)] for index in rng.integers(len(OPS), size=NUM_EDGES)))

@@ -386,3 +386,79 @@ def test_build_network_rejects_incompatible_arguments():
         networks.build_network(PUBLISHED["DARTS_V2"], 10, cells_per_stage=5)
     with pytest.raises(ValueError, match="cannot build a network for str"):
         networks.build_network("DARTS_V2", 10)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Multiply-accumulates of the published genotypes, from an independent closed form (convolutions and the
+# classifier; SPEC §14), auxiliary head excluded (it runs in training only).
+
+
+def _out(size, stride):
+    return (size + stride - 1) // stride  # every op pads to ceil(size / stride), as the reference on even sizes
+
+
+def _op_macs(name, channels, stride, height, width):
+    out = _out(height, stride) * _out(width, stride)
+    if name in ("max_pool_3x3", "avg_pool_3x3"):
+        return 0
+    if name == "skip_connect":
+        return 0 if stride == 1 else 2 * out * channels * (channels // 2)  # FactorizedReduce
+    kernel_size = int(name[-1])
+    dil_conv = out * kernel_size**2 * channels + out * channels * channels
+    if name.startswith("sep_conv"):
+        return 2 * dil_conv  # the second half runs at the output size too
+    return dil_conv
+
+
+def _expected_macs(genotype, num_classes, init_channels, layers, stem, size):
+    if stem == "cifar":
+        total = size * size * 9 * 3 * 3 * init_channels
+        channels_pp = channels_p = 3 * init_channels
+        size_pp = size_p = size
+        reduction_prev = False
+    else:
+        half = init_channels // 2
+        s1, s2, s3 = _out(size, 2), _out(_out(size, 2), 2), _out(_out(_out(size, 2), 2), 2)
+        total = s1 * s1 * 9 * 3 * half + s2 * s2 * 9 * half * init_channels + s3 * s3 * 9 * init_channels**2
+        channels_pp = channels_p = init_channels
+        size_pp, size_p = s2, s3
+        reduction_prev = True
+    channels = init_channels
+    for index in range(layers):
+        reduction = index in (layers // 3, 2 * layers // 3)
+        channels *= 2 if reduction else 1
+        genes = genotype.reduce if reduction else genotype.normal
+        if reduction_prev:
+            total += 2 * size_p * size_p * channels_pp * (channels // 2)
+        else:
+            total += size_pp * size_pp * channels_pp * channels
+        total += size_p * size_p * channels_p * channels
+        size_out = _out(size_p, 2) if reduction else size_p
+        for op, state in genes:  # in a reduction cell, edges from the cell inputs reduce; the others run reduced
+            size_in = size_p if state < 2 else size_out
+            total += _op_macs(op, channels, 2 if reduction and state < 2 else 1, size_in, size_in)
+        reduction_prev = reduction
+        channels_pp, channels_p, size_pp, size_p = channels_p, 4 * channels, size_p, size_out
+    return total + channels_p * num_classes
+
+
+# (genotype, setting, input size, measured MACs)
+PUBLISHED_MACS = [
+    ("DrNAS_cifar10", CIFAR, 32, 635_135_616),
+    ("DrNAS_imagenet", IMAGENET, 224, 624_405_504),  # the paper's ~600 M is a FLOPs figure of another counter
+]
+
+
+@pytest.mark.parametrize("name, setting, size, measured", PUBLISHED_MACS,
+                         ids=[f"{name}-{setting['stem']}" for name, setting, _, _ in PUBLISHED_MACS])
+def test_published_macs(name, setting, size, measured):
+    from drnas_tf import complexity
+
+    genotype = PUBLISHED[name]
+    network = darts_networks.DartsNetwork(genotype, setting["num_classes"], setting["init_channels"],
+                                          setting["layers"], stem=setting["stem"])
+    macs = complexity.count_macs(network, (size, size, 3))
+    expected = _expected_macs(genotype, setting["num_classes"], setting["init_channels"], setting["layers"],
+                              setting["stem"], size)
+    assert macs == expected
+    assert macs == measured

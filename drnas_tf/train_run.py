@@ -1,0 +1,232 @@
+"""Retrains a genotype from scratch: epochs of `fit`, checkpoints, resume, TensorBoard, results.json (SPEC §8).
+
+Each epoch sets the learning rate (cosine, or ImageNet's linear decay, with an optional warm-up) and the
+drop-path probability drop_path_prob * epoch / epochs, then runs one `fit` epoch of the `Trainer`. After every
+epoch the run saves a checkpoint and then `state.json`, which names it: re-running the same command resumes
+from there (mid-epoch too, with --checkpoint_every_steps). At the end the network is tested on the held-out
+split and `results.json` is written atomically.
+
+What a model_dir holds:
+    train_config.json   the genotype and network settings (what `export` rebuilds the network from)
+    state.json, checkpoints/   resume state and the latest checkpoints (network and SGD momentum)
+    tensorboard/        train loss and accuracy, learning rate, drop-path probability; test metrics at the end
+    results.json        test_top1, test_top5 (fractions), test_loss, epochs, train_seconds, genotype, ...
+"""
+
+import dataclasses
+import json
+import os
+import time
+
+import keras
+import tensorflow as tf
+
+from drnas_tf import networks, optim, outputs
+from drnas_tf.search_run import StepCheckpoint, check_finite, prepare_model_dir
+from drnas_tf.trainer import Trainer
+
+STATE_FILE = "state.json"
+CONFIG_FILE = "train_config.json"
+RESULTS_FILE = "results.json"
+CHECKPOINT_DIR = "checkpoints"
+EVAL_BATCH_SIZE = 256
+
+
+def learning_rate_at(config, epoch):
+    """The SGD learning rate of `epoch` under the config's schedule and warm-up."""
+    if config.lr_schedule == "linear":
+        return optim.linear_learning_rate(epoch, config.epochs, config.learning_rate, config.lr_warmup_epochs)
+    return optim.cosine_learning_rate(epoch, config.epochs, config.learning_rate, config.learning_rate_min,
+                                      config.lr_warmup_epochs)
+
+
+def drop_path_at(config, epoch):
+    """The reference's drop-path schedule: drop_path_prob * epoch / epochs (0 in the first epoch)."""
+    return config.drop_path_prob * epoch / config.epochs
+
+
+def build_network(config):
+    """The discrete network `config` describes (built, with every variable)."""
+    network = config.network
+    depth = ({"cells_per_stage": network.cells_per_stage} if network.search_space == "nb201"
+             else {"layers": network.layers, "stem": network.stem, "auxiliary": config.auxiliary})
+    return networks.build_network(config.genotype, network.num_classes, init_channels=network.init_channels,
+                                  **depth)
+
+
+def build_trainer(config, strategy):
+    """The network wrapped in a compiled Trainer, inside `strategy`'s scope."""
+    with strategy.scope():
+        trainer = Trainer(build_network(config), config.learning_rate, config.momentum, config.weight_decay,
+                          config.grad_clip, config.label_smoothing, config.auxiliary_weight, config.seed)
+        trainer.compile(optimizer=trainer.weight_optimizer)
+    return trainer
+
+
+def config_record(config):
+    """The JSON-able description of a run that `export` and a resume read back (train_config.json)."""
+    record = dataclasses.asdict(dataclasses.replace(config, genotype=None))
+    record["genotype"] = json.loads(config.genotype.to_json())
+    record["genotype_text"] = config.genotype.to_text()
+    record["network"]["image_size"] = list(config.network.image_size)
+    return record
+
+
+def _run_identity(config):
+    """What a checkpoint in model_dir must match to be resumed by this config."""
+    network = config.network
+    return {"genotype": config.genotype.to_text(), "dataset": network.dataset,
+            "init_channels": network.init_channels,
+            "layers": network.layers if network.search_space == "darts" else network.cells_per_stage,
+            "auxiliary": config.auxiliary, "epochs": config.epochs}
+
+
+def load_state(model_dir, config):
+    """The saved state of an earlier run in model_dir, None if there is none; errors name the directory."""
+    path = os.path.join(model_dir, STATE_FILE)
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as file:
+            state = json.load(file)
+        missing = {"identity", "epoch", "step", "checkpoint", "train_seconds"} - set(state)
+        if missing:
+            raise KeyError(", ".join(sorted(missing)))
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{path} is corrupt ({error}); remove {model_dir} or choose another --model_dir") from None
+    identity = _run_identity(config)
+    if state["identity"] != identity:
+        changed = sorted(key for key in identity if state["identity"].get(key) != identity[key])
+        raise ValueError(f"--model_dir={model_dir} holds a run with other settings ({', '.join(changed)}); "
+                         "choose another --model_dir")
+    return state
+
+
+def _checkpoint(trainer):
+    return tf.train.Checkpoint(network=trainer.network, optimizer=trainer.weight_optimizer)
+
+
+def restore_network(network, checkpoint_path):
+    """Restores a network's variables from a training checkpoint (the optimizer's slots are not read)."""
+    try:
+        tf.train.Checkpoint(network=network).restore(checkpoint_path).expect_partial() \
+            .assert_existing_objects_matched()
+    except (tf.errors.OpError, AssertionError, ValueError) as error:
+        raise ValueError(f"cannot restore {checkpoint_path}: {str(error).splitlines()[0]}") from None
+
+
+def default_data(config):
+    """(epoch_data, test_data) of the config's dataset: epoch -> (batches, steps), and the held-out batches."""
+    from drnas_tf.data import search_data
+
+    name = config.network.dataset
+    arrays = None if name == "imagenet" else search_data.train_arrays(name, config.data_dir, config.download)
+
+    def epoch_data(epoch):
+        """The epoch's pipeline, seeded by (seed, epoch) so a resumed run sees the same batches."""
+        dataset, steps = search_data.train_dataset(name, config.batch_size, config.seed * 1000 + epoch,
+                                                   config.cutout, config.color_jitter, config.data_dir,
+                                                   config.download, arrays)
+        return dataset, min(steps, config.steps_per_epoch or steps)
+
+    test_data = search_data.eval_dataset(name, config.eval_split, EVAL_BATCH_SIZE, config.data_dir,
+                                         config.download)
+    return epoch_data, test_data
+
+
+def run_train(config, model_dir, epoch_data=None, test_data=None, flags_text="", strategy=None, verbose=1,
+              checkpoint_every_steps=0, callbacks=()):
+    """Retrains (or resumes retraining) `config.genotype`, tests it, writes results.json and returns it.
+
+    Args:
+        config: a config.TrainConfig.
+        model_dir: where checkpoints, TensorBoard events and results go.
+        epoch_data: epoch -> (dataset, steps): tf.data of (images, labels) global batches and how many steps
+            to take (default: the config's dataset, default_data).
+        test_data: tf.data of held-out (images, labels) batches (default: the config's eval split).
+        flags_text: the flags, frozen into model_dir/flags.txt.
+        strategy: a tf.distribute strategy (default: the current one).
+        verbose: Keras progress output (0, 1 or 2).
+        checkpoint_every_steps: also checkpoint inside epochs, every this many steps (0: epoch ends only).
+        callbacks: more Keras callbacks for every epoch's `fit`.
+
+    Returns:
+        The results dict written to results.json: test_top1, test_top5 (fractions), test_loss, epochs,
+        train_seconds, genotype (text), dataset, eval_split, params (auxiliary head excluded), and the last
+        epoch's train_loss and train_accuracy.
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    if epoch_data is None or test_data is None:
+        default_epochs, default_test = default_data(config)
+        epoch_data, test_data = epoch_data or default_epochs, test_data or default_test
+    epoch_data(0)  # fail on missing data or a too-large batch before building anything
+    prepare_model_dir(model_dir)
+    state = load_state(model_dir, config)
+    if flags_text:
+        outputs.atomic_write_text(os.path.join(model_dir, "flags.txt"), flags_text)
+    outputs.atomic_write_text(os.path.join(model_dir, CONFIG_FILE), json.dumps(config_record(config), indent=1))
+    keras.utils.set_random_seed(config.seed)
+    trainer = build_trainer(config, strategy)
+    first_epoch, first_step, train_seconds, logs = 0, 0, 0.0, {}
+    if state:
+        try:
+            _checkpoint(trainer).restore(state["checkpoint"]).assert_existing_objects_matched()
+        except (tf.errors.OpError, AssertionError, ValueError) as error:
+            raise ValueError(f"cannot restore {state['checkpoint']} in --model_dir={model_dir}: "
+                             f"{str(error).splitlines()[0]}") from None
+        first_epoch, first_step, train_seconds = state["epoch"], state["step"], state["train_seconds"]
+        logs = state.get("train_logs", {})
+    manager = tf.train.CheckpointManager(_checkpoint(trainer), os.path.join(model_dir, CHECKPOINT_DIR), 2)
+    writer = tf.summary.create_file_writer(os.path.join(model_dir, "tensorboard"))
+    for epoch in range(first_epoch, config.epochs):
+        learning_rate, drop_prob = learning_rate_at(config, epoch), drop_path_at(config, epoch)
+        trainer.weight_optimizer.learning_rate = learning_rate
+        if hasattr(trainer.network, "set_drop_path_prob"):
+            trainer.network.set_drop_path_prob(drop_prob)
+        dataset, steps = epoch_data(epoch)
+        skip = first_step if epoch == first_epoch else 0
+        started = time.time()
+
+        def save(steps_done, epoch=epoch, started=started):
+            _save_state(model_dir, config, manager, trainer, epoch, steps_done,
+                        train_seconds + time.time() - started, logs)
+
+        epoch_callbacks = list(callbacks)
+        if checkpoint_every_steps:
+            epoch_callbacks.append(StepCheckpoint(checkpoint_every_steps, steps, skip, save))
+        history = trainer.fit(dataset.skip(skip), initial_epoch=epoch, epochs=epoch + 1,
+                              steps_per_epoch=steps - skip, verbose=verbose, shuffle=False,
+                              callbacks=epoch_callbacks)
+        train_seconds += time.time() - started
+        logs = {key: float(values[-1]) for key, values in history.history.items()}
+        check_finite(logs, epoch, "lower --learning_rate")
+        with writer.as_default(step=epoch):
+            tf.summary.scalar("train/loss", logs["loss"])
+            tf.summary.scalar("train/accuracy", logs["accuracy"])
+            tf.summary.scalar("learning_rate", learning_rate)
+            tf.summary.scalar("drop_path_prob", drop_prob)
+        writer.flush()
+        _save_state(model_dir, config, manager, trainer, epoch + 1, 0, train_seconds, logs)
+        print(f"epoch {epoch + 1}/{config.epochs} " + " ".join(f"{key}={value:.4f}" for key, value in logs.items())
+              + f" lr={learning_rate:.5f} drop_path={drop_prob:.3f}", flush=True)
+    test = trainer.evaluate(test_data, verbose=0, return_dict=True)
+    with writer.as_default(step=config.epochs):
+        for key in ("loss", "top1", "top5"):
+            tf.summary.scalar(f"test/{key}", test[key])
+    writer.flush()
+    results = {"test_top1": float(test["top1"]), "test_top5": float(test["top5"]), "test_loss": float(test["loss"]),
+               "epochs": config.epochs, "train_seconds": round(train_seconds, 2),
+               "genotype": config.genotype.to_text(), "dataset": config.network.dataset,
+               "eval_split": config.eval_split, "params": trainer.network.count_params_excluding_aux()}
+    if logs:
+        results.update(train_loss=logs["loss"], train_accuracy=logs["accuracy"])
+    outputs.atomic_write_text(os.path.join(model_dir, RESULTS_FILE), json.dumps(results, indent=1))
+    return results
+
+
+def _save_state(model_dir, config, manager, trainer, epoch, step, train_seconds, train_logs):
+    """Saves a checkpoint, then state.json naming it: `epoch` epochs and `step` steps of the next are done."""
+    checkpoint_path = manager.save(checkpoint_number=int(trainer.weight_optimizer.iterations.numpy()))
+    outputs.atomic_write_text(os.path.join(model_dir, STATE_FILE), json.dumps({
+        "identity": _run_identity(config), "epoch": epoch, "step": step, "checkpoint": checkpoint_path,
+        "train_seconds": round(train_seconds, 3), "train_logs": train_logs}))

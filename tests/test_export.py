@@ -1,0 +1,127 @@
+"""SavedModel export, checked the way users serve it: tf.saved_model.load, saved_model_cli, bad requests.
+
+Tolerance: the SavedModel runs the same float32 graph as the Keras model, so logits agree to 1e-5
+(measured: under 1e-7).
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from drnas_tf import config as config_lib, export, train_run
+from drnas_tf.data import augment, digits
+from drnas_tf.data.catalog import get_dataset_spec
+from drnas_tf.spaces import parse_genotype
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+GENOTYPE = parse_genotype("|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|none~0|avg_pool_3x3~1|skip_connect~2|")
+LOGITS_TOLERANCE = 1e-5
+SAVED_MODEL_CLI = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A digits run of a few steps (real data, real test split), exported."""
+    root = tmp_path_factory.mktemp("export")
+    config = config_lib.train_config(GENOTYPE, "digits", init_channels=4, cells_per_stage=1, epochs=1,
+                                     batch_size=16, steps_per_epoch=3, cutout=0)
+    train_run.run_train(config, str(root / "run"), verbose=0)
+    export_dir = export.export_run(str(root / "run"), str(root / "saved_model"))
+    return root, export_dir
+
+
+def keras_logits(model_dir, images):
+    network, _, _, _ = export.load_trained_network(model_dir)
+    spec = get_dataset_spec("digits")
+    return network(augment.normalize(images, spec.mean, spec.std), training=False).numpy()
+
+
+def test_serving_signature_matches_the_keras_model(exported):
+    root, export_dir = exported
+    images, _ = digits.load_digits_arrays("test")
+    images = images[:40]
+    loaded = tf.saved_model.load(export_dir)
+    assert set(loaded.signatures) == {"serving_default", "serve_normalized", "metadata"}
+    outputs = loaded.signatures["serving_default"](images=tf.constant(images))
+    expected = keras_logits(str(root / "run"), images)
+    np.testing.assert_allclose(outputs["logits"].numpy(), expected, atol=LOGITS_TOLERANCE)
+    np.testing.assert_allclose(outputs["probabilities"].numpy(), tf.nn.softmax(expected).numpy(), atol=1e-6)
+    np.testing.assert_array_equal(outputs["classes"].numpy(), np.argmax(expected, axis=1))
+    assert outputs["class_names"].numpy()[0].decode() == str(np.argmax(expected[0]))
+    spec = get_dataset_spec("digits")
+    normalized = loaded.signatures["serve_normalized"](inputs=augment.normalize(images, spec.mean, spec.std))
+    np.testing.assert_allclose(normalized["logits"].numpy(), expected, atol=LOGITS_TOLERANCE)
+
+
+def test_the_model_describes_itself(exported):
+    _, export_dir = exported
+    metadata = tf.saved_model.load(export_dir).signatures["metadata"]()
+    assert metadata["genotype"].numpy().decode() == GENOTYPE.to_text()
+    assert parse_genotype(metadata["genotype_json"].numpy().decode()) == GENOTYPE
+    assert [name.decode() for name in metadata["class_names"].numpy()] == [str(d) for d in range(10)]
+    assert metadata["image_size"].numpy().tolist() == [32, 32] and metadata["dataset"].numpy() == b"digits"
+    np.testing.assert_allclose(metadata["mean"].numpy(), get_dataset_spec("digits").mean)
+    extra = os.path.join(export_dir, "assets.extra")
+    assert parse_genotype(os.path.join(extra, "genotype.json")) == GENOTYPE
+    assert open(os.path.join(extra, "class_names.txt")).read().split() == [str(d) for d in range(10)]
+    info = json.load(open(os.path.join(extra, "export_info.json")))
+    assert info["image_size"] == [32, 32] and 0 <= info["results"]["test_top1"] <= 1
+
+
+def test_bad_requests_fail_with_one_clear_error(exported):
+    _, export_dir = exported
+    serve = tf.saved_model.load(export_dir).signatures["serving_default"]
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"images.*\[2,31,32,3\].*not compatible.*\[\?,32,32,3\]"):
+        serve(images=tf.zeros([2, 31, 32, 3], tf.uint8))
+    with pytest.raises(tf.errors.InvalidArgumentError, match="expected to be a uint8 tensor but is a float tensor"):
+        serve(images=tf.zeros([2, 32, 32, 3], tf.float32))
+
+
+def saved_model_cli(*args):
+    return subprocess.run([SAVED_MODEL_CLI, *args], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+
+
+def test_saved_model_cli_show_and_run(exported, tmp_path):
+    root, export_dir = exported
+    shown = saved_model_cli("show", "--dir", export_dir, "--all")
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert "signature_def['serving_default']" in shown.stdout
+    assert "inputs['images'] tensor_info:\n        dtype: DT_UINT8\n        shape: (-1, 32, 32, 3)" in shown.stdout
+    for output in ("logits", "probabilities", "classes", "class_names"):
+        assert f"outputs['{output}']" in shown.stdout
+    images, _ = digits.load_digits_arrays("test")
+    np.save(tmp_path / "images.npy", images[:3])
+    ran = saved_model_cli("run", "--dir", export_dir, "--tag_set", "serve", "--signature_def", "serving_default",
+                          "--inputs", f"images={tmp_path / 'images.npy'}", "--outdir", str(tmp_path / "out"))
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    logits = np.load(tmp_path / "out" / "logits.npy")
+    np.testing.assert_allclose(logits, keras_logits(str(root / "run"), images[:3]), atol=LOGITS_TOLERANCE)
+
+
+def run_export(*flags):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ROOT}
+    return subprocess.run([sys.executable, "-m", "drnas_tf.export", *flags], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_export_of_a_directory_without_a_trained_model_fails_with_one_line(tmp_path):
+    result = run_export(f"--model_dir={tmp_path}", f"--export_dir={tmp_path / 'out'}")
+    assert result.returncode == 2
+    lines = [line for line in result.stderr.splitlines() if line.startswith("drnas_tf.export: error: ")]
+    assert len(lines) == 1 and "holds no trained model" in lines[0], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr and not os.path.exists(tmp_path / "out")
+
+
+def test_export_refuses_unfinished_runs_and_existing_dirs(exported, tmp_path):
+    root, export_dir = exported
+    (tmp_path / "train_config.json").write_text("{}")
+    with pytest.raises(ValueError, match="unfinished training run"):
+        export.export_run(str(tmp_path), str(tmp_path / "out"))
+    with pytest.raises(ValueError, match="exists; choose another or pass --overwrite"):
+        export.export_run(str(root / "run"), export_dir)

@@ -1,0 +1,97 @@
+"""`python -m drnas_tf.train` as a user runs it: results.json, flagfiles, a search's model_dir, one-line errors."""
+
+import glob
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from drnas_tf import config as config_lib
+from drnas_tf.spaces import parse_genotype
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+NB201 = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|none~0|avg_pool_3x3~1|skip_connect~2|"
+TRAIN_FLAGFILES = sorted(glob.glob(os.path.join(ROOT, "flags", "train", "*.flags")))
+NETWORK_FLAGS = {"init_channels", "layers", "cells_per_stage"}
+
+
+def run_train(*flags):
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ROOT}
+    return subprocess.run([sys.executable, "-m", "drnas_tf.train", *flags], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=900)
+
+
+def flagfile_settings(path):
+    settings = {}
+    for line in open(path, encoding="utf-8"):
+        line = line.strip()
+        if line and not line.startswith("#"):
+            name, _, value = line[2:].partition("=")
+            settings[name] = value or "true"  # a bare boolean flag
+    return settings
+
+
+@pytest.mark.parametrize("path", TRAIN_FLAGFILES, ids=os.path.basename)
+def test_train_flagfiles_describe_valid_runs(path):
+    settings = flagfile_settings(path)
+    settings.pop("verbose", None)
+    genotype = parse_genotype(settings.pop("genotype", NB201 if "digits" in path else "DrNAS_cifar10"))
+    converters = {"lr_schedule": str, "eval_split": str, "color_jitter": lambda v: v == "true",
+                  "auxiliary": lambda v: v == "true", "learning_rate": float, "learning_rate_min": float,
+                  "weight_decay": float, "label_smoothing": float, "auxiliary_weight": float,
+                  "drop_path_prob": float, "momentum": float, "grad_clip": float}
+    dataset = settings.pop("dataset")
+    config = config_lib.train_config(genotype, dataset, **{
+        name: converters.get(name, int)(value) for name, value in settings.items()})
+    assert config.epochs >= 1
+
+
+def test_paper_flagfiles_equal_the_defaults():
+    for name, dataset in (("cifar10", "cifar10"), ("imagenet", "imagenet")):
+        settings = flagfile_settings(os.path.join(ROOT, "flags", "train", f"{name}.flags"))
+        defaults = config_lib.train_config(parse_genotype(settings["genotype"]), dataset)
+        assert int(settings["epochs"]) == defaults.epochs and int(settings["batch_size"]) == defaults.batch_size
+        assert float(settings["learning_rate"]) == defaults.learning_rate
+        assert float(settings["weight_decay"]) == defaults.weight_decay
+
+
+def test_short_digits_run_writes_results_json(tmp_path):
+    search_dir = tmp_path / "search"
+    search_dir.mkdir()
+    (search_dir / "genotype.json").write_text(json.dumps({"space": "nb201", "arch": NB201}))
+    model_dir = tmp_path / "run"
+    flags = [f"--genotype={search_dir}", "--dataset=digits", f"--model_dir={model_dir}", "--init_channels=4",
+             "--cells_per_stage=1", "--epochs=2", "--steps_per_epoch=2", "--batch_size=16", "--verbose=0"]
+    result = run_train(*flags)
+    assert result.returncode == 0, result.stderr[-3000:]
+    results = json.load(open(model_dir / "results.json"))
+    assert 0.0 <= results["test_top1"] <= results["test_top5"] <= 1.0
+    assert results["epochs"] == 2 and results["train_seconds"] > 0 and results["genotype"] == NB201
+    assert results["eval_split"] == "test" and results["dataset"] == "digits"
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == results
+    again = run_train(*flags)  # finished: resuming only re-tests, with the same numbers
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert {k: v for k, v in json.load(open(model_dir / "results.json")).items() if k != "train_seconds"} == {
+        k: v for k, v in results.items() if k != "train_seconds"}
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--dataset=digits", "--model_dir={tmp}/run"], "--genotype is required"),
+    ([f"--genotype={NB201}", "--dataset=digits"], "--model_dir is required"),
+    (["--genotype=NoSuchGenotype", "--model_dir={tmp}/run"], "genotype 'NoSuchGenotype'"),
+    (["--genotype={tmp}", "--model_dir={tmp}/run"], "has no genotype.json"),
+    ([f"--genotype={NB201}", "--dataset=digits", "--auxiliary", "--model_dir={tmp}/run"],
+     "--auxiliary applies to DARTS genotypes"),
+    ([f"--genotype={NB201}", "--dataset=digits", "--batch_size=5000", "--model_dir={tmp}/run"], "fewer than one batch"),
+    (["--genotype=DARTS_V2", "--dataset=cifar10", "--data_dir={tmp}/data", "--model_dir={tmp}/run"],
+     "dataset cifar10 (cifar10) is not prepared"),
+    (["--genotype=DARTS_V2", "--drop_path_prob=1.5", "--model_dir={tmp}/run"], "--drop_path_prob must be in"),
+])
+def test_bad_flags_exit_nonzero_with_one_line(flags, message, tmp_path):
+    result = run_train(*[f.replace("{tmp}", str(tmp_path)) for f in flags])
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = [line for line in result.stderr.splitlines() if line.startswith("drnas_tf.train: error: ")]
+    assert len(lines) == 1 and message in lines[0], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
