@@ -1,11 +1,12 @@
 """Time per search iteration (architecture step + weight step) and memory, one JSON line per configuration.
 
-    python benchmarks/search_step.py                      # every configuration, each in a fresh process
+    python benchmarks/search_step.py                      # every configuration but the full-size one, each in a fresh process
     python benchmarks/search_step.py --config=nb201_k4    # one
 
 Synthetic 32x32 images, batch 64 for each of the two halves, architecture updates on; medians over
 `--iterations` after 3 warm-up iterations. `peak_rss_mb` is the process's peak resident memory,
-`rss_after_build_mb` the resident memory once the model and optimizers exist.
+`rss_after_build_mb` the resident memory once the model and optimizers exist; `build_s` the time to build
+them and `first_step_s` that of the first step (tracing, graph optimisation, first run).
 """
 
 import argparse
@@ -24,7 +25,10 @@ CONFIGS = {
     "darts_c16_l8_k4": dict(space="darts", init_channels=16, layers=8, k=4),
     "darts_c18_l8_k6": dict(space="darts", init_channels=18, layers=8, k=6),
     "darts_c18_l8_k6_keep4_k3": dict(space="darts", init_channels=18, layers=8, k=3, num_keep=4),
+    # The full-size CIFAR search supernet (minutes to build and trace; not in the default set).
+    "darts_c36_l20_k6": dict(space="darts", init_channels=36, layers=20, k=6),
 }
+DEFAULT_CONFIGS = [name for name in CONFIGS if name != "darts_c36_l20_k6"]
 WARMUP_ITERATIONS = 3
 
 
@@ -57,10 +61,11 @@ def measure(name, iterations, batch_size, jit_compile=False, intra_op_threads=0,
         rng = np.random.default_rng(0)
         masks = {cell: progressive.prune_mask(rng.normal(size=shape), np.ones(shape, bool), num_keep)
                  for cell, shape in get_space(space).ARCH_SHAPES.items()}
+    start = time.perf_counter()
     supernet = build_supernet(space, 10, masks=masks, **config)
     searcher = Searcher(supernet, unrolled=unrolled)
     searcher.set_arch_updates(True)
-    rss_after_build = rss_mb()
+    rss_after_build, build_s = rss_mb(), time.perf_counter() - start
     rng = np.random.default_rng(0)
     batch = tuple((tf.constant(rng.normal(size=(batch_size, 32, 32, 3)), tf.float32),
                    tf.constant(rng.integers(0, 10, batch_size), tf.int32)) for _ in range(2))
@@ -70,6 +75,8 @@ def measure(name, iterations, batch_size, jit_compile=False, intra_op_threads=0,
     for i in range(WARMUP_ITERATIONS + iterations):
         start = time.perf_counter()
         float(train_step(batch)["loss"])
+        if i == 0:
+            first_step_s = time.perf_counter() - start  # tracing, graph optimisation, first run
         if i >= WARMUP_ITERATIONS:
             train_ms.append(1000 * (time.perf_counter() - start))
         start = time.perf_counter()
@@ -79,7 +86,8 @@ def measure(name, iterations, batch_size, jit_compile=False, intra_op_threads=0,
     return {"config": name, "train_ms_median": round(float(np.median(train_ms)), 1),
             "train_ms_min": round(float(np.min(train_ms)), 1), "infer_ms_median": round(float(np.median(infer_ms)), 1),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-            "rss_after_build_mb": round(rss_after_build, 1), "iterations": iterations, "batch_size": batch_size}
+            "rss_after_build_mb": round(rss_after_build, 1), "build_s": round(build_s, 1),
+            "first_step_s": round(first_step_s, 1), "iterations": iterations, "batch_size": batch_size}
 
 
 def main():
@@ -97,7 +105,7 @@ def main():
         print(json.dumps({**measure(args.config, args.iterations, args.batch_size, **options), **options}),
               flush=True)
         return
-    for name in CONFIGS:  # a fresh process each, so peak memory is the configuration's own
+    for name in DEFAULT_CONFIGS:  # a fresh process each, so peak memory is the configuration's own
         subprocess.run([sys.executable, __file__, f"--config={name}", f"--iterations={args.iterations}",
                         f"--batch_size={args.batch_size}", f"--intra_op_threads={args.intra_op_threads}",
                         f"--inter_op_threads={args.inter_op_threads}"]
