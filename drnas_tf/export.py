@@ -1,23 +1,7 @@
 """Exports a retrained network as a SavedModel: `python -m drnas_tf.export --model_dir=RUN --export_dir=OUT`.
 
-RUN is a finished `python -m drnas_tf.train` run (its train_config.json, checkpoint and results.json). OUT
-receives a SavedModel written with keras.export.ExportArchive, ready for TensorFlow Serving or
-`tf.saved_model.load`:
-
-- signature `serving_default`: input `images`, uint8 [batch, H, W, 3] NHWC RGB at the training resolution
-  (32x32 for CIFAR and digits, 16x16 for ImageNet16-120, 224x224 for ImageNet: resize and centre-crop first,
-  as the evaluation transform does). The dataset's normalisation happens inside. Outputs `logits` float32
-  [batch, classes], `probabilities` (softmax) float32 [batch, classes], `classes` int64 [batch] and
-  `class_names` string [batch].
-- signature `serve_normalized`: input `inputs`, float32 [batch, H, W, 3] already normalised
-  ((pixel / 255 - mean) / std); the same outputs.
-- signature `metadata`: no inputs; `genotype` (text form), `genotype_json`, `class_names` [classes],
-  `image_size` int32 [2], `mean` and `std` float32 [3], `dataset`.
-- assets.extra/ (read by tools, not by TensorFlow): genotype.json, genotype.txt, class_names.txt,
-  export_info.json (the run's settings and test results).
-
-A wrong-shape request fails with "Shape of tensor images [...] is not compatible with expected shape [...]",
-a wrong dtype with "... was expected to be a uint8 tensor but is a float tensor".
+RUN is a finished `python -m drnas_tf.train` run; OUT gets the SavedModel whose signatures (uint8 `images`
+at the training resolution, normalised float inputs, metadata) drnas_tf/serving.py describes.
 """
 
 from absl import flags
