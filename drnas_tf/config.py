@@ -100,6 +100,7 @@ _SEARCH_DEFAULTS = {
                              stage_epochs=(50, 50), arch_warmup_epochs=10, seed=2),
 }
 METHOD_RELAXATIONS = {"dirichlet": "dirichlet", "darts": "softmax", "gumbel": "gumbel"}
+NAN_POLICIES = ("stop", "skip_batch")  # what a NaN or Inf loss does (runtime.py)
 
 
 @dataclasses.dataclass(frozen=True)

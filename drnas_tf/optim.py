@@ -88,3 +88,30 @@ def linear_learning_rate(epoch, total_epochs, initial, warmup_epochs=0):
     if total_epochs - epoch > LINEAR_TAIL_EPOCHS:
         return initial * (decay_epochs - epoch) / decay_epochs
     return initial * (total_epochs - epoch) / (decay_epochs * LINEAR_TAIL_EPOCHS)
+
+
+def all_finite(tensors):
+    """Scalar bool: every element of every tensor is finite (no NaN, no Inf)."""
+    return tf.reduce_all([tf.reduce_all(tf.math.is_finite(tensor)) for tensor in tensors])
+
+
+def apply_if_finite(optimizer, gradients, variables):
+    """`optimizer.apply(gradients, variables)` only when every gradient is finite; returns that bool.
+
+    Call it in a replica context with gradients already all-reduced (equal on every replica). Under a strategy
+    that needs `merge_call`, the condition is taken in the cross-replica context, as Keras's
+    LossScaleOptimizer does: a `tf.cond` around `apply` inside a replica fails there (NOTES.md).
+    """
+    if tf.__internal__.distribute.strategy_supports_no_merge_call():
+        finite = all_finite(gradients)
+        tf.cond(finite, lambda: optimizer.apply(gradients, variables), lambda: None)
+        return finite
+
+    def cross_replica(strategy, gradients):
+        per_replica = strategy.extended.call_for_each_replica(all_finite, args=(gradients,))
+        finite = strategy.experimental_local_results(per_replica)[0]  # equal on all replicas
+        tf.cond(finite, lambda: strategy.extended.call_for_each_replica(optimizer.apply, args=(gradients, variables)),
+                lambda: None)
+        return finite
+
+    return tf.distribute.get_replica_context().merge_call(cross_replica, args=(gradients,))

@@ -45,6 +45,12 @@ flags.DEFINE_bool("unrolled", None, "Second-order (one-step unrolled) architectu
                   "default first-order one is the paper's setting.")
 flags.DEFINE_integer("checkpoint_every_steps", 0, "Also checkpoint every this many steps inside an epoch "
                      "(0: at epoch ends only); a resumed run continues from the step.")
+flags.DEFINE_bool("deterministic", False, "Turn on TF op determinism (tf.config.experimental."
+                  "enable_op_determinism) on top of the seeded data order, augmentation and draws: the same "
+                  "command gives bit-identical architecture parameters (slower on GPU).")
+flags.DEFINE_enum("nan_policy", "stop", list(config_lib.NAN_POLICIES), "A NaN or Inf loss: 'stop' ends "
+                  "the run with an error and keeps the last good checkpoint; 'skip_batch' skips that step and "
+                  "counts it.")
 flags.DEFINE_integer("num_gpus", -1, "GPUs to use with MirroredStrategy (-1: all visible; none: CPU).")
 flags.DEFINE_integer("verbose", 1, "Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch.")
 flags.DEFINE_string("nb201_benchmark", None, "NB201 space: after every epoch, look the genotype (and the "
@@ -75,10 +81,11 @@ def main(argv):
     if not FLAGS.model_dir:
         raise ValueError("--model_dir is required: where the search writes checkpoints and genotypes")
     config = config_from_flags()
-    from drnas_tf import search_run, trajectory
+    from drnas_tf import runtime, search_run, trajectory
     from drnas_tf.benchmark import open_benchmark
     from drnas_tf.data.search_data import search_datasets, search_parts
 
+    runtime.configure_determinism(config.seed, FLAGS.deterministic)
     strategy = search_run.make_strategy(FLAGS.num_gpus)
     name = config.network.dataset
     parts = None if name == "imagenet" else search_parts(name, config.data_dir, config.train_portion,
@@ -98,7 +105,7 @@ def main(argv):
         raise ValueError(f"--checkpoint_every_steps must be 0 or positive, got {FLAGS.checkpoint_every_steps}")
     genotype = search_run.run_search(config, FLAGS.model_dir, epoch_data, FLAGS.flags_into_string(), strategy,
                                      FLAGS.verbose, FLAGS.checkpoint_every_steps, benchmark=benchmark,
-                                     trajectory_samples=FLAGS.trajectory_samples)
+                                     trajectory_samples=FLAGS.trajectory_samples, nan_policy=FLAGS.nan_policy)
     print(f"final genotype: {genotype.to_text()}")
     print(f"written to {os.path.join(FLAGS.model_dir, 'genotype.json')}")
 

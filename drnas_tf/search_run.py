@@ -14,7 +14,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from drnas_tf import optim, outputs, progressive, trajectory
+from drnas_tf import optim, outputs, progressive, runtime, trajectory
 from drnas_tf.searcher import Searcher
 from drnas_tf.supernet import build_supernet
 
@@ -44,8 +44,9 @@ def stage_of(config, epoch):
     raise ValueError(f"epoch {epoch} is past the {config.total_epochs} epochs of the schedule")
 
 
-def build_searcher(config, stage, masks, strategy):
-    """The stage's supernet (its k and masks) wrapped in a compiled Searcher, inside `strategy`'s scope."""
+def build_searcher(config, stage, masks, strategy, skip_nonfinite=False):
+    """The stage's supernet (its k and masks) wrapped in a compiled Searcher, inside `strategy`'s scope;
+    `skip_nonfinite` skips steps with a non-finite gradient (--nan_policy=skip_batch)."""
     network = config.network
     with strategy.scope():
         supernet = build_supernet(
@@ -54,7 +55,7 @@ def build_searcher(config, stage, masks, strategy):
             method=config.relaxation, temperature=config.gumbel_temperature, nb201_bypass=network.nb201_bypass)
         searcher = Searcher(supernet, config.arch_learning_rate, config.reg_type, config.reg_scale,
                             config.learning_rate, config.momentum, config.weight_decay, config.grad_clip,
-                            config.arch_grad_clip, config.seed, config.unrolled)
+                            config.arch_grad_clip, config.seed, config.unrolled, skip_nonfinite)
         searcher.compile(optimizer=searcher.weight_optimizer)
     return searcher
 
@@ -70,7 +71,7 @@ def next_stage(config, searcher, stage, strategy):
     old = searcher.supernet
     masks = {name: progressive.prune_mask(param.numpy(), old.masks[name], config.num_keeps[stage])
              for name, param in old.arch.items()}
-    successor = build_searcher(config, stage, masks, strategy)
+    successor = build_searcher(config, stage, masks, strategy, searcher.skip_nonfinite)
     rng = np.random.default_rng([config.seed, stage])
     progressive.widen_supernet(old, successor.supernet, rng, _momentum_slots(searcher), _momentum_slots(successor))
     for name, param in old.arch.items():
@@ -143,7 +144,7 @@ class StepCheckpoint(keras.callbacks.Callback):
 
 
 def run_search(config, model_dir, epoch_data, flags_text="", strategy=None, verbose=1,
-               checkpoint_every_steps=0, callbacks=(), benchmark=None, trajectory_samples=0):
+               checkpoint_every_steps=0, callbacks=(), benchmark=None, trajectory_samples=0, nan_policy="stop"):
     """Searches (or resumes a search) and returns the final genotype.
 
     Args:
@@ -161,7 +162,11 @@ def run_search(config, model_dir, epoch_data, flags_text="", strategy=None, verb
             architectures, are looked up in it.
         trajectory_samples: architectures drawn from the current distribution after every epoch
             (trajectory.epoch_analysis; 0: none), seeded by (seed, epoch).
+        nan_policy: "stop": the first batch with a NaN or Inf loss ends the run with a ValueError and the last
+            good checkpoint stays the one resumed; "skip_batch": steps with a non-finite gradient are skipped
+            (and counted as skipped_steps in the epoch's logs).
     """
+    runtime.check_nan_policy(nan_policy)
     trajectory.check_settings(config.network.search_space, benchmark is not None, trajectory_samples)
     strategy = strategy or tf.distribute.get_strategy()
     prepare_model_dir(model_dir)
@@ -170,7 +175,8 @@ def run_search(config, model_dir, epoch_data, flags_text="", strategy=None, verb
     keras.utils.set_random_seed(config.seed)
     state = load_state(model_dir, config)
     stage = state["stage"] if state else 0
-    searcher = build_searcher(config, stage, state["masks"] if state else None, strategy)
+    searcher = build_searcher(config, stage, state["masks"] if state else None, strategy,
+                              skip_nonfinite=nan_policy == "skip_batch")
     first_epoch, first_step = 0, 0
     if state:
         try:
@@ -198,6 +204,9 @@ def run_search(config, model_dir, epoch_data, flags_text="", strategy=None, verb
             _save_state(model_dir, config, manager, searcher, stage, epoch, steps_done)
 
         epoch_callbacks = list(callbacks)
+        if nan_policy == "stop":
+            epoch_callbacks.insert(0, runtime.FiniteLossGuard(f"epoch {epoch + 1}",
+                                                              lambda manager=manager: manager.latest_checkpoint))
         if checkpoint_every_steps:
             epoch_callbacks.append(StepCheckpoint(checkpoint_every_steps, steps, skip, save))
         history = searcher.fit(dataset.skip(skip), initial_epoch=epoch, epochs=epoch + 1,

@@ -35,13 +35,15 @@ class Searcher(keras.Model):
         arch_grad_clip: global-norm clip of the architecture gradient (0 disables; ImageNet uses 5).
         seed: base of the stateless sampling seeds.
         unrolled: use the second-order (one-step unrolled) architecture gradient of DARTS.
+        skip_nonfinite: skip an optimizer step whose (all-reduced) gradient holds a NaN or Inf, leave that
+            batch out of the metrics and count it in the `skipped_steps` metric (--nan_policy=skip_batch).
     """
 
     def __init__(self, supernet, arch_learning_rate=3e-4, reg_type="l2", reg_scale=1e-3,
                  weight_learning_rate=0.025, momentum=0.9, weight_decay=3e-4, grad_clip=5.0, arch_grad_clip=0.0,
-                 seed=0, unrolled=False, **kwargs):
+                 seed=0, unrolled=False, skip_nonfinite=False, **kwargs):
         super().__init__(**kwargs)
-        self.unrolled = bool(unrolled)
+        self.unrolled, self.skip_nonfinite = bool(unrolled), bool(skip_nonfinite)
         self.supernet = supernet
         self.reg_type, self.reg_scale = reg_type, float(reg_scale)
         self.grad_clip, self.arch_grad_clip, self.seed = float(grad_clip), float(arch_grad_clip), int(seed)
@@ -55,6 +57,7 @@ class Searcher(keras.Model):
         self.train_accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
         self.valid_loss = keras.metrics.Mean(name="valid_loss")
         self.valid_accuracy = keras.metrics.SparseCategoricalAccuracy(name="valid_accuracy")
+        self.skipped_steps = keras.metrics.Sum(name="skipped_steps")
         self.built = True
 
     def set_arch_updates(self, enabled):
@@ -87,9 +90,18 @@ class Searcher(keras.Model):
                 loss = _cross_entropy(labels, logits)
                 objective = (loss + supernet.regularization_loss(self.reg_type, self.reg_scale)) / replicas
             gradients = tape.gradient(objective, supernet.arch_variables)
-        self.arch_optimizer.apply(optim.clipped_sum_over_replicas(gradients, self.arch_grad_clip),
-                                  supernet.arch_variables)
-        return loss, logits
+        applied = self._apply(self.arch_optimizer, optim.clipped_sum_over_replicas(gradients, self.arch_grad_clip),
+                              supernet.arch_variables)
+        return loss, logits, applied
+
+    def _apply(self, optimizer, gradients, variables):
+        """Applies the step (unless skip_nonfinite and a gradient is not finite); returns whether it did."""
+        if self.skip_nonfinite:
+            applied = optim.apply_if_finite(optimizer, gradients, variables)
+            self.skipped_steps.update_state(1.0 - tf.cast(applied, tf.float32))
+            return applied
+        optimizer.apply(gradients, variables)
+        return tf.constant(True)
 
     def _stateless_loss(self, weights, arch, images, labels, salt):
         """Cross-entropy of the supernet with the given weight and eta values, leaving every variable as is."""
@@ -149,21 +161,24 @@ class Searcher(keras.Model):
             loss = _cross_entropy(labels, logits)
             objective = loss / replicas
         gradients = tape.gradient(objective, supernet.weight_variables)
-        self.weight_optimizer.apply(optim.clipped_sum_over_replicas(gradients, self.grad_clip),
-                                    supernet.weight_variables)
-        return loss, logits
+        applied = self._apply(self.weight_optimizer, optim.clipped_sum_over_replicas(gradients, self.grad_clip),
+                              supernet.weight_variables)
+        return loss, logits, applied
 
     def train_step(self, data):
         self.traces += 1
         (train_images, train_labels), (valid_images, valid_labels) = data
         if self.arch_updates:
-            valid_loss, valid_logits = self.arch_step(valid_images, valid_labels, train_images, train_labels)
-            self.valid_loss.update_state(valid_loss)
-            self.valid_accuracy.update_state(valid_labels, valid_logits)
-        train_loss, train_logits = self.weight_step(train_images, train_labels)
-        self.train_loss.update_state(train_loss)
-        self.train_accuracy.update_state(train_labels, train_logits)
-        trackers = self.metrics if self.arch_updates else [self.train_loss, self.train_accuracy]
+            valid_loss, valid_logits, applied = self.arch_step(valid_images, valid_labels, train_images,
+                                                               train_labels)
+            _update_metrics(self.valid_loss, self.valid_accuracy, valid_loss, valid_labels, valid_logits, applied)
+        train_loss, train_logits, applied = self.weight_step(train_images, train_labels)
+        _update_metrics(self.train_loss, self.train_accuracy, train_loss, train_labels, train_logits, applied)
+        trackers = [self.train_loss, self.train_accuracy]
+        if self.arch_updates:
+            trackers += [self.valid_loss, self.valid_accuracy]
+        if self.skip_nonfinite:
+            trackers.append(self.skipped_steps)
         return {m.name: m.result() for m in trackers}
 
     def test_step(self, data):
@@ -175,4 +190,11 @@ class Searcher(keras.Model):
 
     @property
     def metrics(self):
-        return [self.train_loss, self.train_accuracy, self.valid_loss, self.valid_accuracy]
+        return [self.train_loss, self.train_accuracy, self.valid_loss, self.valid_accuracy, self.skipped_steps]
+
+
+def _update_metrics(loss_metric, accuracy_metric, loss, labels, logits, applied):
+    """Adds a batch to a loss and an accuracy metric; a skipped step (applied False) adds nothing."""
+    weight = tf.cast(applied, tf.float32)
+    loss_metric.update_state(tf.where(applied, loss, 0.0), sample_weight=weight)
+    accuracy_metric.update_state(labels, logits, sample_weight=tf.fill(tf.shape(labels), weight))

@@ -2,6 +2,7 @@
 
 import math
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -41,3 +42,25 @@ def test_linear_warmup_overrides_cosine():
     assert [optim.cosine_learning_rate(e, 50, 0.5, 0.0, warmup_epochs=5) for e in range(5)] == pytest.approx(
         [0.1, 0.2, 0.3, 0.4, 0.5])
     assert optim.cosine_learning_rate(5, 50, 0.5, 0.0, warmup_epochs=5) == pytest.approx(0.5 * (1 + math.cos(math.pi / 10)) / 2)
+
+
+@pytest.mark.parametrize("replicas", [1, 2])
+def test_apply_if_finite_skips_a_nonfinite_step_on_every_replica(replicas):
+    # Reduction through one device: collective ops break a later MirroredStrategy in the same process.
+    strategy = (tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"],
+                                               cross_device_ops=tf.distribute.ReductionToOneDevice())
+                if replicas == 2 else tf.distribute.get_strategy())
+    with strategy.scope():
+        variable = keras.Variable([1.0, 2.0])
+        optimizer = optim.TorchSGD(0.1, momentum=0.9, coupled_weight_decay=0.0)
+        optimizer.build([variable])
+
+    @tf.function
+    def step(gradient):
+        return strategy.run(lambda: optim.apply_if_finite(optimizer, [gradient / replicas], [variable]))
+
+    assert not bool(strategy.experimental_local_results(step(tf.constant([np.nan, 1.0])))[0])
+    np.testing.assert_array_equal(variable.numpy(), [1.0, 2.0])
+    assert int(optimizer.iterations.numpy()) == 0
+    assert bool(strategy.experimental_local_results(step(tf.constant([1.0, 1.0])))[0])
+    np.testing.assert_allclose(variable.numpy(), [0.9, 1.9])

@@ -168,3 +168,47 @@ def test_unwritable_model_dir_is_refused(tmp_path):
 def test_stage_of():
     config = tiny_config(stage_epochs=(2, 3))
     assert [search_run.stage_of(config, e) for e in range(5)] == [(0, 0), (0, 0), (1, 2), (1, 2), (1, 2)]
+
+
+def poisoned_data(epoch):
+    """pattern_data with NaN images in the second training batch of epoch 1.
+
+    That step's loss stays finite (the classifier's ReLU maps NaN to 0 on CPU) but its weight gradient is NaN:
+    skip_batch skips step 2; without skipping, the weights turn NaN and the loss of step 3 is NaN.
+    """
+    dataset, steps = pattern_data(epoch)
+    if epoch != 1:
+        return dataset, steps
+
+    def poison(index, batch):
+        (train_images, train_labels), valid = batch
+        train_images = tf.where(tf.equal(index, 1), tf.fill(tf.shape(train_images), np.nan), train_images)
+        return (train_images, train_labels), valid
+
+    return dataset.enumerate().map(poison), steps
+
+
+def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+    model_dir = str(tmp_path / "run")
+    with pytest.raises(ValueError, match=r"non-finite loss, valid_loss at step 3 of epoch 2; stopped, the last good "
+                                         r"checkpoint \(.*ckpt-4\) is kept"):
+        search_run.run_search(tiny_config(), model_dir, poisoned_data, verbose=0, nan_policy="stop")
+    state = json.load(open(os.path.join(model_dir, "state.json")))
+    assert (state["epoch"], state["step"]) == (1, 0) and state["checkpoint"].endswith("ckpt-4")
+    assert json.load(open(os.path.join(model_dir, "genotype.json")))["epoch"] == 0
+    assert sorted(os.listdir(os.path.join(model_dir, "genotypes"))) == ["epoch_000.json"]
+
+
+def test_skip_batch_skips_the_nan_step_and_finishes(tmp_path, capsys):
+    model_dir = str(tmp_path / "run")
+    search_run.run_search(tiny_config(), model_dir, poisoned_data, verbose=0, nan_policy="skip_batch")
+    printed = capsys.readouterr().out.splitlines()
+    assert [line.split("skipped_steps=")[1].split()[0] for line in printed] == ["0.0000", "1.0000", "0.0000"]
+    record = json.load(open(os.path.join(model_dir, "genotype.json")))
+    assert record["epoch"] == 2 and np.isfinite(record["arch_parameters"]["cell"]).all()
+    assert "loss=nan" not in " ".join(printed)
+
+
+def test_unknown_nan_policy_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="--nan_policy='ignore' must be one of: stop, skip_batch"):
+        search_run.run_search(tiny_config(), str(tmp_path), pattern_data, verbose=0, nan_policy="ignore")

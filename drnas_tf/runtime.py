@@ -1,0 +1,52 @@
+"""How a run executes, whatever it trains: determinism and what a NaN or Inf loss does.
+
+Shared by the entry points (search now; retraining can take the same pieces): `configure_determinism` before
+any op, `check_nan_policy` for --nan_policy (config.NAN_POLICIES), and `FiniteLossGuard` as the first callback of `fit`
+under --nan_policy=stop (under skip_batch the model skips the step itself, see optim.apply_if_finite).
+"""
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from drnas_tf.config import NAN_POLICIES
+
+
+def configure_determinism(seed, deterministic):
+    """Seeds Python, NumPy and TF (keras.utils.set_random_seed); with `deterministic` also turns on
+    tf.config.experimental.enable_op_determinism(), so every op gives bit-identical results run to run.
+
+    Data order, augmentation and the relaxation's draws are seeded from the run's seed by the pipelines and
+    the stateless per-pass seeds (searcher.Searcher.sampling_seed) in any case; op determinism removes what
+    is left: reductions whose order depends on threads (GPU atomics, some CPU kernels).
+    """
+    keras.utils.set_random_seed(seed)
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+
+
+def check_nan_policy(nan_policy):
+    if nan_policy not in NAN_POLICIES:
+        raise ValueError(f"--nan_policy={nan_policy!r} must be one of: {', '.join(NAN_POLICIES)}")
+
+
+class FiniteLossGuard(keras.callbacks.Callback):
+    """Stops `fit` with a ValueError at the first batch whose logged losses are not finite.
+
+    Put it before any callback that saves, so that no checkpoint of the broken state is written.
+
+    Args:
+        where: a short description of the epoch for the message (e.g. "epoch 3").
+        last_checkpoint: () -> path of the last good checkpoint (or None), named in the message.
+    """
+
+    def __init__(self, where, last_checkpoint):
+        super().__init__()
+        self.where, self.last_checkpoint = where, last_checkpoint
+
+    def on_train_batch_end(self, batch, logs=None):
+        bad = [key for key, value in (logs or {}).items() if "loss" in key and not np.isfinite(float(value))]
+        if bad:
+            raise ValueError(f"non-finite {', '.join(bad)} at step {batch + 1} of {self.where}; stopped, the last "
+                             f"good checkpoint ({self.last_checkpoint() or 'none yet'}) is kept (lower "
+                             "--learning_rate or --arch_learning_rate, or pass --nan_policy=skip_batch)")
