@@ -1,12 +1,15 @@
 """Time per search iteration (architecture step + weight step) and memory, one JSON line per configuration.
 
-    python benchmarks/search_step.py                      # every configuration but the full-size one, each in a fresh process
+    python benchmarks/search_step.py                      # every configuration but the full-size one, one
+                                                          # fresh process each
     python benchmarks/search_step.py --config=nb201_k4    # one
+    python benchmarks/search_step.py --config=nb201_k4 --graph_nodes   # the train-step graph's size only
 
 Synthetic 32x32 images, batch 64 for each of the two halves, architecture updates on; medians over
 `--iterations` after 3 warm-up iterations. `peak_rss_mb` is the process's peak resident memory,
 `rss_after_build_mb` the resident memory once the model and optimizers exist; `build_s` the time to build
-them and `first_step_s` that of the first step (tracing, graph optimisation, first run).
+them and `first_step_s` that of the first step (tracing, graph optimisation, first run). `--graph_nodes`
+counts the nodes of the traced train step instead: a size that, unlike time, does not depend on the load.
 """
 
 import argparse
@@ -16,6 +19,9 @@ import resource
 import subprocess
 import sys
 import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 CONFIGS = {
     "nb201_k4": dict(space="nb201", init_channels=16, cells_per_stage=5, k=4),
@@ -40,14 +46,10 @@ def rss_mb():
     return float("nan")
 
 
-def measure(name, iterations, batch_size, jit_compile=False, intra_op_threads=0, inter_op_threads=0):
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+def build(name, batch_size):
+    """(searcher with arch updates on, supernet, a ((x_t, y_t), (x_v, y_v)) synthetic batch) of a configuration."""
     import numpy as np
     import tensorflow as tf
-
-    tf.config.threading.set_intra_op_parallelism_threads(intra_op_threads)
-    tf.config.threading.set_inter_op_parallelism_threads(inter_op_threads)
 
     from drnas_tf import progressive
     from drnas_tf.searcher import Searcher
@@ -61,14 +63,40 @@ def measure(name, iterations, batch_size, jit_compile=False, intra_op_threads=0,
         rng = np.random.default_rng(0)
         masks = {cell: progressive.prune_mask(rng.normal(size=shape), np.ones(shape, bool), num_keep)
                  for cell, shape in get_space(space).ARCH_SHAPES.items()}
-    start = time.perf_counter()
     supernet = build_supernet(space, 10, masks=masks, **config)
     searcher = Searcher(supernet, unrolled=unrolled)
     searcher.set_arch_updates(True)
-    rss_after_build, build_s = rss_mb(), time.perf_counter() - start
     rng = np.random.default_rng(0)
     batch = tuple((tf.constant(rng.normal(size=(batch_size, 32, 32, 3)), tf.float32),
                    tf.constant(rng.integers(0, 10, batch_size), tf.int32)) for _ in range(2))
+    return searcher, supernet, batch
+
+
+def graph_nodes(name, batch_size):
+    """Nodes of the traced train-step graph (functions it calls included): a load-independent size measure."""
+    import tensorflow as tf
+
+    searcher, _, batch = build(name, batch_size)
+    graphs, nodes = [tf.function(searcher.train_step).get_concrete_function(batch).graph], 0
+    while graphs:
+        graph = graphs.pop()
+        nodes += len(graph.get_operations())
+        graphs.extend(function.graph for function in graph._functions.values() if hasattr(function, "graph"))
+    return {"config": name, "graph_nodes": nodes, "batch_size": batch_size}
+
+
+def measure(name, iterations, batch_size, jit_compile=False, intra_op_threads=0, inter_op_threads=0,
+            disable_graph_optimizer=False):
+    import numpy as np
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(intra_op_threads)
+    tf.config.threading.set_inter_op_parallelism_threads(inter_op_threads)
+    if disable_graph_optimizer:
+        tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+    start = time.perf_counter()
+    searcher, supernet, batch = build(name, batch_size)
+    rss_after_build, build_s = rss_mb(), time.perf_counter() - start
     train_step = tf.function(searcher.train_step, jit_compile=jit_compile)
     infer = tf.function(lambda images: supernet(images, training=False), jit_compile=jit_compile)
     train_ms, infer_ms = [], []
@@ -95,21 +123,22 @@ def main():
     parser.add_argument("--config", choices=sorted(CONFIGS), help="one configuration (default: all)")
     parser.add_argument("--iterations", type=int, default=10)
     parser.add_argument("--batch_size", type=int, default=64)
+    parser.add_argument("--graph_nodes", action="store_true", help="only count the train step's graph nodes")
     parser.add_argument("--jit_compile", action="store_true", help="compile the step with XLA")
     parser.add_argument("--intra_op_threads", type=int, default=0, help="0: TensorFlow's default")
     parser.add_argument("--inter_op_threads", type=int, default=0, help="0: TensorFlow's default")
+    parser.add_argument("--disable_graph_optimizer", action="store_true", help="turn grappler off")
     args = parser.parse_args()
-    options = {"jit_compile": args.jit_compile, "intra_op_threads": args.intra_op_threads,
-               "inter_op_threads": args.inter_op_threads}
-    if args.config:
-        print(json.dumps({**measure(args.config, args.iterations, args.batch_size, **options), **options}),
-              flush=True)
+    if not args.config:
+        for name in DEFAULT_CONFIGS:  # a fresh process each, so peak memory is the configuration's own
+            subprocess.run([sys.executable, __file__, f"--config={name}", *sys.argv[1:]], check=True)
         return
-    for name in DEFAULT_CONFIGS:  # a fresh process each, so peak memory is the configuration's own
-        subprocess.run([sys.executable, __file__, f"--config={name}", f"--iterations={args.iterations}",
-                        f"--batch_size={args.batch_size}", f"--intra_op_threads={args.intra_op_threads}",
-                        f"--inter_op_threads={args.inter_op_threads}"]
-                       + (["--jit_compile"] if args.jit_compile else []), check=True)
+    if args.graph_nodes:
+        print(json.dumps(graph_nodes(args.config, args.batch_size)), flush=True)
+        return
+    options = {"jit_compile": args.jit_compile, "intra_op_threads": args.intra_op_threads,
+               "inter_op_threads": args.inter_op_threads, "disable_graph_optimizer": args.disable_graph_optimizer}
+    print(json.dumps({**measure(args.config, args.iterations, args.batch_size, **options), **options}), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,5 @@
 """Network-level blocks shared by supernets and discrete networks: stems, the NB201 residual block, heads."""
 
-import keras
 import tensorflow as tf
 
 from drnas_tf import ops

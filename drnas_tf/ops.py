@@ -58,7 +58,8 @@ class Block(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="drnas_tf")
 class BatchNorm(keras.layers.BatchNormalization):
-    """Keras BatchNormalization on NHWC tensors computed by TensorFlow's fused kernel.
+    """Keras BatchNormalization on NHWC tensors (channels last, as `batch_norm` builds it) computed by
+    TensorFlow's fused kernel.
 
     One FusedBatchNormV3 op forward and one backward instead of Keras's dozen-op moments and normalisation:
     1.6x faster on the small convolutions of a supernet (docs/performance.md). The weights are Keras's
@@ -67,14 +68,13 @@ class BatchNorm(keras.layers.BatchNormalization):
     both. float16 inputs run in float16 with float32 statistics; other dtypes are computed in float32.
     """
 
-    def call(self, inputs, training=None, mask=None):
-        if mask is not None or len(inputs.shape) != 4 or self.axis not in (-1, 3):
-            return super().call(inputs, training=training, mask=mask)
+    def call(self, inputs, training=None):
         x = inputs if inputs.dtype in (tf.float16, tf.float32) else tf.cast(inputs, tf.float32)
         ones = tf.ones([inputs.shape[-1]], tf.float32)
         scale = tf.convert_to_tensor(self.gamma) if self.scale else ones
         offset = tf.convert_to_tensor(self.beta) if self.center else tf.zeros_like(ones)
-        moving_mean, moving_variance = tf.convert_to_tensor(self.moving_mean), tf.convert_to_tensor(self.moving_variance)
+        moving_mean = tf.convert_to_tensor(self.moving_mean)
+        moving_variance = tf.convert_to_tensor(self.moving_variance)
         if training and self.trainable:
             # The kernel also returns the updated moving statistics: momentum * old + (1 - momentum) * batch.
             y, moving_mean, moving_variance = tf.compat.v1.nn.fused_batch_norm(

@@ -10,6 +10,7 @@ import tensorflow_probability as tfp
 from drnas_tf import relax
 
 GENOTYPE_FILE = "genotype.json"
+STATE_FILE = "state.json"  # where a search or a retraining run records how far it got, beside its checkpoint
 HEATMAP_SCALE = 16  # pixels per (edge, op) cell of the TensorBoard heatmaps
 _LOG_TAGS = {"loss": "train/loss", "accuracy": "train/accuracy", "valid_loss": "valid/loss",
              "valid_accuracy": "valid/accuracy"}
@@ -23,6 +24,30 @@ def atomic_write_text(path, text):
         file.flush()
         os.fsync(file.fileno())
     os.replace(temporary, path)
+
+
+def read_run_state(model_dir, identity, required):
+    """The STATE_FILE of an earlier run in model_dir (None if there is none), checked against this run.
+
+    identity: the settings a resumed run must share; required: keys the state must hold. A corrupt file or
+    other settings raise a one-line ValueError naming the directory: never a silent fresh start.
+    """
+    path = os.path.join(model_dir, STATE_FILE)
+    if not os.path.exists(path):
+        return None
+    try:
+        with open(path, encoding="utf-8") as file:
+            state = json.load(file)
+        missing = {"identity", *required} - set(state)
+        if missing:
+            raise KeyError(", ".join(sorted(missing)))
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{path} is corrupt ({error}); remove {model_dir} or choose another --model_dir") from None
+    if state["identity"] != identity:
+        changed = sorted(key for key in identity if state["identity"].get(key) != identity[key])
+        raise ValueError(f"--model_dir={model_dir} holds a run with other settings ({', '.join(changed)}); "
+                         "choose another --model_dir")
+    return state
 
 
 def dirichlet_means(arch_parameters, masks):

@@ -18,7 +18,6 @@ from drnas_tf import optim, outputs, progressive, runtime, trajectory
 from drnas_tf.searcher import Searcher
 from drnas_tf.supernet import build_supernet
 
-STATE_FILE = "state.json"
 CHECKPOINT_DIR = "checkpoints"
 
 
@@ -97,24 +96,10 @@ def _run_identity(config):
 
 
 def load_state(model_dir, config):
-    """The saved state of an earlier run in model_dir, None if there is none; errors name the directory."""
-    path = os.path.join(model_dir, STATE_FILE)
-    if not os.path.exists(path):
-        return None
-    try:
-        with open(path, encoding="utf-8") as file:
-            state = json.load(file)
-        missing = {"identity", "masks", "epoch", "stage", "checkpoint"} - set(state)
-        if missing:
-            raise KeyError(", ".join(sorted(missing)))
-        identity, masks = state["identity"], state["masks"]
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise ValueError(f"{path} is corrupt ({error}); remove {model_dir} or choose another --model_dir") from None
-    if identity != _run_identity(config):
-        changed = sorted(key for key in identity if identity[key] != _run_identity(config).get(key))
-        raise ValueError(f"--model_dir={model_dir} holds a run with other settings ({', '.join(changed)}); "
-                         "choose another --model_dir")
-    state["masks"] = {name: np.asarray(mask, dtype=bool) for name, mask in masks.items()}
+    """The saved state of an earlier search in model_dir (masks as bool arrays), None if there is none."""
+    state = outputs.read_run_state(model_dir, _run_identity(config), {"masks", "epoch", "stage", "checkpoint"})
+    if state is not None:
+        state["masks"] = {name: np.asarray(mask, dtype=bool) for name, mask in state["masks"].items()}
     return state
 
 
@@ -231,7 +216,7 @@ def run_search(config, model_dir, epoch_data, flags_text="", strategy=None, verb
 def _save_state(model_dir, config, manager, searcher, stage, epoch, step):
     """Saves a checkpoint, then state.json naming it: `epoch` epochs and `step` steps of the next are done."""
     checkpoint_path = manager.save(checkpoint_number=int(searcher.weight_optimizer.iterations.numpy()))
-    outputs.atomic_write_text(os.path.join(model_dir, STATE_FILE), json.dumps({
+    outputs.atomic_write_text(os.path.join(model_dir, outputs.STATE_FILE), json.dumps({
         "identity": _run_identity(config), "epoch": epoch, "step": step, "stage": stage, "k": config.ks[stage],
         "masks": {name: mask.tolist() for name, mask in searcher.supernet.masks.items()},
         "checkpoint": checkpoint_path}))

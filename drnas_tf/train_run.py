@@ -25,7 +25,6 @@ from drnas_tf import networks, optim, outputs
 from drnas_tf.search_run import StepCheckpoint, check_finite, prepare_model_dir
 from drnas_tf.trainer import Trainer
 
-STATE_FILE = "state.json"
 CONFIG_FILE = "train_config.json"
 RESULTS_FILE = "results.json"
 CHECKPOINT_DIR = "checkpoints"
@@ -82,24 +81,9 @@ def _run_identity(config):
 
 
 def load_state(model_dir, config):
-    """The saved state of an earlier run in model_dir, None if there is none; errors name the directory."""
-    path = os.path.join(model_dir, STATE_FILE)
-    if not os.path.exists(path):
-        return None
-    try:
-        with open(path, encoding="utf-8") as file:
-            state = json.load(file)
-        missing = {"identity", "epoch", "step", "checkpoint", "train_seconds"} - set(state)
-        if missing:
-            raise KeyError(", ".join(sorted(missing)))
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise ValueError(f"{path} is corrupt ({error}); remove {model_dir} or choose another --model_dir") from None
-    identity = _run_identity(config)
-    if state["identity"] != identity:
-        changed = sorted(key for key in identity if state["identity"].get(key) != identity[key])
-        raise ValueError(f"--model_dir={model_dir} holds a run with other settings ({', '.join(changed)}); "
-                         "choose another --model_dir")
-    return state
+    """The saved state of an earlier retraining run in model_dir, None if there is none."""
+    return outputs.read_run_state(model_dir, _run_identity(config),
+                                  {"epoch", "step", "checkpoint", "train_seconds"})
 
 
 def _checkpoint(trainer):
@@ -227,6 +211,6 @@ def run_train(config, model_dir, epoch_data=None, test_data=None, flags_text="",
 def _save_state(model_dir, config, manager, trainer, epoch, step, train_seconds, train_logs):
     """Saves a checkpoint, then state.json naming it: `epoch` epochs and `step` steps of the next are done."""
     checkpoint_path = manager.save(checkpoint_number=int(trainer.weight_optimizer.iterations.numpy()))
-    outputs.atomic_write_text(os.path.join(model_dir, STATE_FILE), json.dumps({
+    outputs.atomic_write_text(os.path.join(model_dir, outputs.STATE_FILE), json.dumps({
         "identity": _run_identity(config), "epoch": epoch, "step": step, "checkpoint": checkpoint_path,
         "train_seconds": round(train_seconds, 3), "train_logs": train_logs}))

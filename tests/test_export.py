@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from cli_harness import run_module
 from drnas_tf import config as config_lib, serving, train_run
 from drnas_tf.data import augment, digits
 from drnas_tf.data.catalog import get_dataset_spec
 from drnas_tf.spaces import parse_genotype
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 GENOTYPE = parse_genotype("|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|none~0|avg_pool_3x3~1|skip_connect~2|")
 LOGITS_TOLERANCE = 1e-5
 SAVED_MODEL_CLI = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
@@ -104,14 +104,8 @@ def test_saved_model_cli_show_and_run(exported, tmp_path):
     np.testing.assert_allclose(logits, keras_logits(str(root / "run"), images[:3]), atol=LOGITS_TOLERANCE)
 
 
-def run_export(*flags):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ROOT}
-    return subprocess.run([sys.executable, "-m", "drnas_tf.export", *flags], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
-
-
 def test_export_of_a_directory_without_a_trained_model_fails_with_one_line(tmp_path):
-    result = run_export(f"--model_dir={tmp_path}", f"--export_dir={tmp_path / 'out'}")
+    result = run_module("drnas_tf.export", f"--model_dir={tmp_path}", f"--export_dir={tmp_path / 'out'}")
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.startswith("drnas_tf.export: error: ")]
     assert len(lines) == 1 and "holds no trained model" in lines[0], result.stderr[-2000:]

@@ -1,26 +1,17 @@
 """`python -m drnas_tf.report` on epoch records written by the search's own output code."""
 
-import os
-import subprocess
-import sys
 
 import matplotlib.image
 import numpy as np
 import pytest
 
 from benchmark_table import synthetic_results, write_table
+from cli_harness import run_module
 from drnas_tf import benchmark, outputs, report, trajectory
 from drnas_tf.spaces import parse_genotype
 from drnas_tf.supernet import build_supernet
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 EPOCHS = 4
-
-
-def run_report(*args):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ROOT}
-    return subprocess.run([sys.executable, "-m", "drnas_tf.report", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
 
 
 def write_records(model_dir, supernet, table=None, samples=0):
@@ -61,7 +52,7 @@ def test_records_give_probabilities_and_a_table(nb201_run):
 
 def test_report_command_writes_the_figure_and_prints_the_table(nb201_run, tmp_path):
     output = str(tmp_path / "figure.png")
-    result = run_report(nb201_run, f"--output={output}", "--split=valid")
+    result = run_module("drnas_tf.report", nb201_run, f"--output={output}", "--split=valid")
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.splitlines()
     assert lines[0].startswith("| epoch | stage | k | distinct / samples | op entropy | cifar10 valid |")
@@ -86,8 +77,8 @@ def test_darts_records_without_analysis(tmp_path):
 
 
 def test_bad_input_is_one_line(tmp_path):
-    result = run_report(str(tmp_path / "missing"))
+    result = run_module("drnas_tf.report", str(tmp_path / "missing"))
     assert result.returncode == 2 and "Traceback" not in result.stderr
     assert result.stderr.strip().endswith("holds no genotypes/epoch_*.json: pass the --model_dir of a search")
-    result = run_report()
+    result = run_module("drnas_tf.report")
     assert result.returncode == 2 and "expected one MODEL_DIR" in result.stderr

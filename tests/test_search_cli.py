@@ -3,37 +3,22 @@
 import glob
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
 from benchmark_table import synthetic_results, write_table
+from cli_harness import ROOT, flagfile_settings, run_module
 from drnas_tf import config as config_lib
 from drnas_tf.spaces import nb201
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LIST_FLAGS = {"ks", "num_keeps", "stage_epochs"}
 RUN_FLAGS = {"verbose", "num_gpus", "model_dir", "download"}  # not part of a SearchConfig
 
 
-def run_search(*flags):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ROOT}
-    return subprocess.run([sys.executable, "-m", "drnas_tf.search", *flags], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=900)
-
-
-def flagfile_settings(path):
+def search_settings(path):
     """A search flagfile as search_config arguments."""
-    settings = {}
-    for line in open(path, encoding="utf-8"):
-        line = line.strip()
-        if line and not line.startswith("#"):
-            name, value = line[2:].split("=", 1)
-            if name in RUN_FLAGS:
-                continue
-            settings[name] = value.split(",") if name in LIST_FLAGS else value
-    return settings
+    return {name: value.split(",") if name in LIST_FLAGS else value
+            for name, value in flagfile_settings(path).items() if name not in RUN_FLAGS}
 
 
 SEARCH_FLAGFILES = sorted(p for p in glob.glob(os.path.join(ROOT, "flags", "*.flags")) if "_supernet" not in p)
@@ -41,7 +26,7 @@ SEARCH_FLAGFILES = sorted(p for p in glob.glob(os.path.join(ROOT, "flags", "*.fl
 
 @pytest.mark.parametrize("path", SEARCH_FLAGFILES, ids=os.path.basename)
 def test_flagfiles_describe_valid_searches(path):
-    settings = flagfile_settings(path)
+    settings = search_settings(path)
     space, dataset, method = settings.pop("search_space"), settings.pop("dataset"), settings.pop("method")
     converters = {"init_channels": int, "layers": int, "cells_per_stage": int, "arch_warmup_epochs": int,
                   "batch_size": int, "lr_warmup_epochs": int, "seed": int, "steps_per_epoch": int,
@@ -55,7 +40,7 @@ def test_flagfiles_describe_valid_searches(path):
 def test_paper_flagfiles_equal_the_defaults():
     for name, space, dataset in (("darts_cifar10", "darts", "cifar10"), ("darts_imagenet", "darts", "imagenet"),
                                  ("nb201_cifar10_progressive", "nb201", "cifar10")):
-        settings = flagfile_settings(os.path.join(ROOT, "flags", f"{name}.flags"))
+        settings = search_settings(os.path.join(ROOT, "flags", f"{name}.flags"))
         defaults = config_lib.search_config(space, dataset)
         assert tuple(int(k) for k in settings["ks"]) == defaults.ks
         assert tuple(int(k) for k in settings["stage_epochs"]) == defaults.stage_epochs
@@ -68,7 +53,7 @@ def test_short_digits_search_end_to_end(tmp_path):
              "--cells_per_stage=1", "--ks=2,1", "--num_keeps=5,3", "--stage_epochs=1,1", "--arch_warmup_epochs=0",
              "--steps_per_epoch=3", "--verbose=0", "--trajectory_samples=10",
              f"--nb201_benchmark={write_table(tmp_path / 'nb201.jsonl')}"]
-    result = run_search(*flags)
+    result = run_module("drnas_tf.search", *flags)
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.load(open(os.path.join(model_dir, "genotype.json")))
     assert record["space"] == "nb201" and record["epoch"] == 1 and record["k"] == 1
@@ -77,7 +62,7 @@ def test_short_digits_search_end_to_end(tmp_path):
     assert "final genotype: |" in result.stdout
     assert "/10 distinct, op entropy" in result.stdout and "benchmark cifar10/test=" in result.stdout
     assert "--dataset=digits" in open(os.path.join(model_dir, "flags.txt")).read()
-    again = run_search(*flags)  # finished: resuming does nothing more and says the same
+    again = run_module("drnas_tf.search", *flags)  # finished: resuming does nothing more and says the same
     assert again.returncode == 0 and json.load(open(os.path.join(model_dir, "genotype.json"))) == record
 
 
@@ -103,7 +88,7 @@ def test_bad_flags_exit_nonzero_with_one_line(flags, message, tmp_path):
     flags = [f.replace("{tmp}", str(tmp_path / "data")) for f in flags]
     if not any(f.startswith("--model_dir") for f in flags) and message != "--model_dir is required":
         flags.append(f"--model_dir={tmp_path / 'run'}")
-    result = run_search(*flags)
+    result = run_module("drnas_tf.search", *flags)
     assert result.returncode == 2, result.stderr[-2000:]
     lines = [line for line in result.stderr.splitlines() if line.startswith("drnas_tf.search: error: ")]
     assert len(lines) == 1 and message in lines[0], result.stderr[-2000:]
@@ -111,5 +96,5 @@ def test_bad_flags_exit_nonzero_with_one_line(flags, message, tmp_path):
 
 
 def test_helpshort_lists_the_analysis_flags():
-    result = run_search("--helpshort")
+    result = run_module("drnas_tf.search", "--helpshort")
     assert "--nb201_benchmark" in result.stdout and "--trajectory_samples" in result.stdout

@@ -7,35 +7,28 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from cli_harness import ENV, ROOT, module_command, run_module
+
 SEARCH_FLAGS = ["--search_space=nb201", "--dataset=digits", "--init_channels=8", "--cells_per_stage=1",
                 "--ks=2,1", "--num_keeps=5,3", "--stage_epochs=1,1", "--arch_warmup_epochs=0",
                 "--steps_per_epoch=3", "--checkpoint_every_steps=1", "--trajectory_samples=0", "--verbose=0",
                 "--deterministic"]
 
 
-def search_command(model_dir, *extra):
-    return [sys.executable, "-m", "drnas_tf.search", *SEARCH_FLAGS, f"--model_dir={model_dir}", *extra]
-
-
 def run_search(model_dir, *extra):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ROOT}
-    result = subprocess.run(search_command(model_dir, *extra), cwd=ROOT, env=env, capture_output=True, text=True,
-                            timeout=300)
+    result = run_module("drnas_tf.search", *SEARCH_FLAGS, f"--model_dir={model_dir}", *extra)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.load(open(os.path.join(model_dir, "genotype.json")))
 
 
 def kill_when(model_dir, ready):
     """Starts the search, SIGKILLs it as soon as `ready(model_dir)` holds; returns what the poll saw."""
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ROOT}
-    process = subprocess.Popen(search_command(model_dir), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
+    command = module_command("drnas_tf.search", *SEARCH_FLAGS, f"--model_dir={model_dir}")
+    process = subprocess.Popen(command, cwd=ROOT, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 300
     try:
         while time.monotonic() < deadline:

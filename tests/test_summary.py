@@ -1,23 +1,14 @@
 """`python -m drnas_tf.summary` as a user runs it: the JSON last line, and one-line errors."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def run_summary(*flags):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ROOT}
-    return subprocess.run([sys.executable, "-m", "drnas_tf.summary", *flags], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=600)
+from cli_harness import run_module
 
 
 def test_supernet_summary_reports_sizes_as_last_json_line():
-    result = run_summary("--search_space=nb201", "--dataset=cifar100", "--k=2", "--image_size=33x20")
+    result = run_module("drnas_tf.summary", "--search_space=nb201", "--dataset=cifar100", "--k=2", "--image_size=33x20")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["network"] == "supernet"
@@ -28,16 +19,16 @@ def test_supernet_summary_reports_sizes_as_last_json_line():
 
 
 def test_pruned_supernet_summary_counts_only_kept_ops():
-    full = run_summary("--search_space=nb201", "--dataset=digits", "--cells_per_stage=1", "--k=1")
-    pruned = run_summary("--search_space=nb201", "--dataset=digits", "--cells_per_stage=1", "--k=1",
-                         "--num_keep=1")
+    full = run_module("drnas_tf.summary", "--search_space=nb201", "--dataset=digits", "--cells_per_stage=1", "--k=1")
+    pruned = run_module("drnas_tf.summary", "--search_space=nb201", "--dataset=digits", "--cells_per_stage=1", "--k=1",
+                        "--num_keep=1")
     full, pruned = (json.loads(r.stdout.strip().splitlines()[-1]) for r in (full, pruned))
     assert pruned["num_keep"] == 1 and pruned["trainable_params"] < full["trainable_params"]
     assert pruned["macs"] < full["macs"]
 
 
 def test_discrete_network_summary_of_a_published_genotype():
-    result = run_summary("--genotype=DARTS_V2", "--auxiliary")
+    result = run_module("drnas_tf.summary", "--genotype=DARTS_V2", "--auxiliary")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout.strip().splitlines()[-1])
     assert report["network"] == "discrete" and report["layers"] == 20 and report["init_channels"] == 36
@@ -56,7 +47,7 @@ def test_discrete_network_summary_of_a_published_genotype():
     (["--search_space=nb201", "--image_size=big"], "--image_size='big'"),
 ])
 def test_bad_input_exits_nonzero_with_one_line(flags, message):
-    result = run_summary(*flags)
+    result = run_module("drnas_tf.summary", *flags)
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if line.startswith("drnas_tf.summary: error: ")]
     assert len(lines) == 1 and message in lines[0], result.stderr[-2000:]

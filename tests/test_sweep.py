@@ -2,17 +2,14 @@
 
 import csv
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
 from benchmark_table import synthetic_results, write_table
+from cli_harness import run_module
 from drnas_tf import sweep
 from drnas_tf.spaces import nb201
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_SEARCH = """--search_space=nb201
 --dataset=digits
 --method=gumbel
@@ -28,12 +25,6 @@ TINY_SEARCH = """--search_space=nb201
 --arch_learning_rate=3e-2
 --verbose=0
 """
-
-
-def run_sweep(*args):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ROOT}
-    return subprocess.run([sys.executable, "-m", "drnas_tf.sweep", *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=900)
 
 
 def result(method, seed, genotype, seconds, benchmark=None, retrain=None):
@@ -74,7 +65,7 @@ def test_sweep_with_a_benchmark_end_to_end(tmp_path):
     sweep_dir = tmp_path / "sweep"
     args = [f"--flagfile={flagfile}", "--seeds=0,1", "--methods=dirichlet,darts", f"--sweep_dir={sweep_dir}",
             f"--nb201_benchmark={table}", "--gpus=0,1"]
-    completed = run_sweep(*args)
+    completed = run_module("drnas_tf.sweep", *args)
     assert completed.returncode == 0, completed.stderr[-3000:]
     frozen = (sweep_dir / "search.flags").read_text()
     assert "--nb201_benchmark=" in frozen and "--init_channels=4" in frozen
@@ -97,7 +88,7 @@ def test_sweep_with_a_benchmark_end_to_end(tmp_path):
     assert "| **darts** | mean ± std (2 seeds) |" in markdown and markdown in completed.stdout
     logs = sorted(sweep_dir.glob("*/seed_*/search.log"))
     stamps = [log.stat().st_mtime_ns for log in logs]
-    again = run_sweep(*args)  # finished runs are reused, not searched again
+    again = run_module("drnas_tf.sweep", *args)  # finished runs are reused, not searched again
     assert again.returncode == 0 and len(logs) == 4 and [log.stat().st_mtime_ns for log in logs] == stamps
     assert list(csv.DictReader(open(sweep_dir / "results.csv"))) == rows
 
@@ -112,7 +103,7 @@ def test_sweep_with_a_benchmark_end_to_end(tmp_path):
      "k=3 does not divide"),
 ])
 def test_bad_flags_exit_nonzero_with_one_line(args, message, tmp_path):
-    completed = run_sweep(f"--sweep_dir={tmp_path / 'sweep'}", *args)
+    completed = run_module("drnas_tf.sweep", f"--sweep_dir={tmp_path / 'sweep'}", *args)
     assert completed.returncode == 2, completed.stderr[-2000:]
     lines = [line for line in completed.stderr.splitlines() if line.startswith("drnas_tf.sweep: error: ")]
     assert len(lines) == 1 and message in lines[0], completed.stderr[-2000:]
@@ -120,8 +111,8 @@ def test_bad_flags_exit_nonzero_with_one_line(args, message, tmp_path):
 
 
 def test_sweep_dir_is_required_and_helpshort_lists_the_flags():
-    completed = run_sweep("--seeds=0")
+    completed = run_module("drnas_tf.sweep", "--seeds=0")
     assert completed.returncode == 2 and "--sweep_dir is required" in completed.stderr
-    helpshort = run_sweep("--helpshort").stdout
+    helpshort = run_module("drnas_tf.sweep", "--helpshort").stdout
     for name in ("--seeds", "--methods", "--retrain_epochs", "--gpus", "--nb201_benchmark", "--stage_epochs"):
         assert name in helpshort

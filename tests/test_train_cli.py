@@ -3,34 +3,16 @@
 import glob
 import json
 import os
-import subprocess
-import sys
 
 import pytest
 
+from cli_harness import ROOT, flagfile_settings, run_module
 from drnas_tf import config as config_lib
 from drnas_tf.spaces import parse_genotype
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NB201 = "|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|none~0|avg_pool_3x3~1|skip_connect~2|"
 TRAIN_FLAGFILES = sorted(glob.glob(os.path.join(ROOT, "flags", "train", "*.flags")))
 NETWORK_FLAGS = {"init_channels", "layers", "cells_per_stage"}
-
-
-def run_train(*flags):
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ROOT}
-    return subprocess.run([sys.executable, "-m", "drnas_tf.train", *flags], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=900)
-
-
-def flagfile_settings(path):
-    settings = {}
-    for line in open(path, encoding="utf-8"):
-        line = line.strip()
-        if line and not line.startswith("#"):
-            name, _, value = line[2:].partition("=")
-            settings[name] = value or "true"  # a bare boolean flag
-    return settings
 
 
 @pytest.mark.parametrize("path", TRAIN_FLAGFILES, ids=os.path.basename)
@@ -64,14 +46,14 @@ def test_short_digits_run_writes_results_json(tmp_path):
     model_dir = tmp_path / "run"
     flags = [f"--genotype={search_dir}", "--dataset=digits", f"--model_dir={model_dir}", "--init_channels=4",
              "--cells_per_stage=1", "--epochs=2", "--steps_per_epoch=2", "--batch_size=16", "--verbose=0"]
-    result = run_train(*flags)
+    result = run_module("drnas_tf.train", *flags)
     assert result.returncode == 0, result.stderr[-3000:]
     results = json.load(open(model_dir / "results.json"))
     assert 0.0 <= results["test_top1"] <= results["test_top5"] <= 1.0
     assert results["epochs"] == 2 and results["train_seconds"] > 0 and results["genotype"] == NB201
     assert results["eval_split"] == "test" and results["dataset"] == "digits"
     assert json.loads(result.stdout.strip().splitlines()[-1]) == results
-    again = run_train(*flags)  # finished: resuming only re-tests, with the same numbers
+    again = run_module("drnas_tf.train", *flags)  # finished: resuming only re-tests, with the same numbers
     assert again.returncode == 0, again.stderr[-3000:]
     assert {k: v for k, v in json.load(open(model_dir / "results.json")).items() if k != "train_seconds"} == {
         k: v for k, v in results.items() if k != "train_seconds"}
@@ -90,7 +72,7 @@ def test_short_digits_run_writes_results_json(tmp_path):
     (["--genotype=DARTS_V2", "--drop_path_prob=1.5", "--model_dir={tmp}/run"], "--drop_path_prob must be in"),
 ])
 def test_bad_flags_exit_nonzero_with_one_line(flags, message, tmp_path):
-    result = run_train(*[f.replace("{tmp}", str(tmp_path)) for f in flags])
+    result = run_module("drnas_tf.train", *[f.replace("{tmp}", str(tmp_path)) for f in flags])
     assert result.returncode == 2, result.stderr[-2000:]
     lines = [line for line in result.stderr.splitlines() if line.startswith("drnas_tf.train: error: ")]
     assert len(lines) == 1 and message in lines[0], result.stderr[-2000:]

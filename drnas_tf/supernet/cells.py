@@ -1,6 +1,5 @@
 """Search cells: every edge of the cell is a MixedOp (SPEC §3)."""
 
-import keras
 import numpy as np
 import tensorflow as tf
 

@@ -1,6 +1,5 @@
 """The partial-channel mixed operation of an edge (SPEC §4)."""
 
-import keras
 import tensorflow as tf
 
 from drnas_tf import ops

@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 
 from drnas_tf import complexity
-from drnas_tf.spaces import darts, nb201
+from drnas_tf.spaces import darts
 from drnas_tf.supernet import DartsSupernet, Nb201Supernet, build_supernet
 from layer_harness import copy_weights, random_images
 
@@ -27,7 +27,6 @@ def darts_expected(classes, C, layers, k, stem="cifar"):
         half, full = 3 * C // 2, 3 * C
         total = 27 * half + 2 * half + 9 * half * full + 2 * full + 9 * full * full + 2 * full
     c_pp, c_p, c = 3 * C, 3 * C, C
-    reduction_prev = stem == "imagenet"
     for i in range(layers):
         reduction = i in (layers // 3, 2 * layers // 3)
         c = 2 * c if reduction else c
@@ -35,7 +34,7 @@ def darts_expected(classes, C, layers, k, stem="cifar"):
         p = c // k
         per_edge = 2 * (9 * p + p * p) + 2 * (25 * p + p * p) + (9 * p + p * p) + (25 * p + p * p)
         total += 14 * per_edge + (8 * p * p if reduction else 0)  # strided skip = FactorizedReduce
-        c_pp, c_p, reduction_prev = c_p, 4 * c, reduction
+        c_pp, c_p = c_p, 4 * c
     return total + c_p * classes + classes
 
 
