@@ -1,11 +1,22 @@
-"""What every entry point shares: absl start-up, and one readable line for user errors."""
+"""What every entry point shares: absl start-up, and one readable line for errors (the traceback with --verbose).
 
+Entry points import this module before TensorFlow, so TF's C++ start-up chatter (INFO and WARNING lines) is
+quiet unless --verbose is on the command line or TF_CPP_MIN_LOG_LEVEL is set.
+"""
+
+import os
 import sys
 
-from absl import app, flags, logging
+if not {"--verbose", "--verbose=true", "--verbose=1"} & set(sys.argv):
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from absl import app, flags, logging  # noqa: E402
 
 from drnas_tf.data.catalog import DATASETS
 from drnas_tf.spaces import SPACE_NAMES
+
+flags.DEFINE_bool("verbose", False, "On an error, print its traceback after the one-line message; also keeps "
+                  "TensorFlow's INFO logs.")
 
 
 def define_network_flags(supernet=True):
@@ -26,19 +37,67 @@ def define_network_flags(supernet=True):
                           "reference, 'mean' rescaled by 1/inputs of the node (docs/differences.md).")
 
 
-def run(main, program):
-    """Runs an absl `main`; a ValueError (bad flag value, file or genotype) exits 2 with one line on stderr.
+def define_execution_flags(run):
+    """How a search or retraining run executes: determinism, NaN policy, CPU threads, XLA. `run` names it in help."""
+    from drnas_tf.config import NAN_POLICIES
 
-    Library code raises ValueError with a one-line message that names the flag or file at fault.
+    flags.DEFINE_bool("deterministic", False, "Turn on TF op determinism (tf.config.experimental."
+                      f"enable_op_determinism) on top of the seeded data order, augmentation and draws: the same "
+                      f"{run} command gives bit-identical results (slower on GPU).")
+    flags.DEFINE_enum("nan_policy", "stop", list(NAN_POLICIES), "A NaN or Inf loss: 'stop' ends the run with an "
+                      "error and keeps the last good checkpoint; 'skip_batch' skips that step and counts it.")
+    flags.DEFINE_integer("intra_op_threads", 0, "Threads inside one op (0: TensorFlow's default, one per core; "
+                         "docs/performance.md).")
+    flags.DEFINE_integer("inter_op_threads", 0, "Ops run in parallel (0: TensorFlow's default; "
+                         "docs/performance.md).")
+    flags.DEFINE_bool("jit_compile", False, "Compile the train step with XLA. One device only (XLA cannot "
+                      "compile MirroredStrategy's cross-replica step); slower than the default on CPU "
+                      "(docs/performance.md).")
+
+
+def run(main, program):
+    """Runs an absl `main`; an error exits non-zero with one line `PROGRAM: error: ...` on stderr.
+
+    Library code raises ValueError with a one-line message that names the flag or file at fault (exit 2). An
+    OSError (disk full, permissions) or a TensorFlow runtime error (out of memory) also gives one line (exit 1),
+    as does an unexpected error, which also says how to see its traceback. Ctrl-C exits 130: checkpoints are
+    written atomically, so re-running the command resumes. --verbose prints the traceback after the line.
     """
 
     def guarded(argv):
-        if not flags.FLAGS["verbosity"].present:
+        verbose = flags.FLAGS.verbose
+        if not (verbose or flags.FLAGS["verbosity"].present):
             logging.set_verbosity(logging.WARNING)  # TF's checkpointing logs INFO lines every save
         try:
             return main(argv)
+        except KeyboardInterrupt:
+            _fail(program, "interrupted; re-run the same command to resume from the last checkpoint", 130, verbose)
         except ValueError as error:
-            print(f"{program}: error: {error}", file=sys.stderr)
+            _fail(program, error, 2, verbose)
+        except OSError as error:
+            _fail(program, error, 1, verbose)
+        except Exception as error:  # noqa: BLE001 - one line instead of a traceback wall; --verbose shows it
+            import tensorflow as tf
+
+            if isinstance(error, tf.errors.OpError):
+                _fail(program, f"{type(error).__name__}: {error.message.splitlines()[0]}", 1, verbose)
+            _fail(program, f"unexpected {type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''} "
+                  "(re-run with --verbose for the traceback, and please report it)", 1, verbose)
+
+    def parse(argv):
+        try:
+            return flags.FLAGS(argv)
+        except flags.Error as error:
+            print(f"{program}: error: {error} (see --helpshort)", file=sys.stderr)
             sys.exit(2)
 
-    app.run(guarded)
+    app.run(guarded, flags_parser=parse)
+
+
+def _fail(program, message, code, verbose):
+    print(f"{program}: error: {message}", file=sys.stderr)
+    if verbose:
+        import traceback
+
+        traceback.print_exc()
+    sys.exit(code)

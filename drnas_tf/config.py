@@ -87,6 +87,18 @@ def network_config(search_space="darts", dataset="cifar10", init_channels=None, 
     return config
 
 
+_DEPTH_FLAGS = {"darts": "layers", "nb201": "cells_per_stage"}
+
+
+def check_depth_flags(space, what, **given):
+    """Refuses the depth flag of the other space (--layers is DARTS's, --cells_per_stage NB201's): silently
+    ignoring it would build another network than the one asked for."""
+    depth = _DEPTH_FLAGS.get(space)
+    for name, value in given.items():
+        if depth and value is not None and name != depth:
+            raise ValueError(f"--{name} does not apply to {what}; its depth flag is --{depth}")
+
+
 # The paper's search settings per (space, stem) (SPEC §2.2, §5.1); CIFAR-style datasets share the CIFAR row.
 _SEARCH_DEFAULTS = {
     ("darts", "cifar"): dict(batch_size=64, learning_rate=0.1, learning_rate_min=0.0, lr_warmup_epochs=0,
@@ -182,6 +194,8 @@ def search_config(search_space="darts", dataset="cifar10", method="dirichlet", *
                   download=False, steps_per_epoch=None, unrolled=False)
     network_fields = {"init_channels", "layers", "cells_per_stage", "nb201_bypass", "image_size"}
     network_overrides = {k: overrides.pop(k) for k in list(overrides) if k in network_fields}
+    check_depth_flags(search_space, f"--search_space={search_space}", layers=network_overrides.get("layers"),
+                      cells_per_stage=network_overrides.get("cells_per_stage"))
     unknown = set(overrides) - set(values)
     if unknown:
         raise ValueError(f"unknown search settings: {', '.join(sorted(unknown))}")
@@ -297,6 +311,8 @@ def train_config(genotype, dataset="cifar10", **overrides):
     space = getattr(genotype, "space", None)
     network_fields = {"init_channels", "layers", "cells_per_stage"}
     network_overrides = {k: overrides.pop(k) for k in list(overrides) if k in network_fields}
+    check_depth_flags(space, f"{space} genotypes", layers=network_overrides.get("layers"),
+                      cells_per_stage=network_overrides.get("cells_per_stage"))
     values = dict(_TRAIN_DEFAULTS[spec.stem], learning_rate_min=0.0, momentum=0.9, grad_clip=5.0,
                   eval_split=EVAL_SPLITS.get(dataset, "test"), data_dir=None, download=False, steps_per_epoch=None)
     if space == "nb201":

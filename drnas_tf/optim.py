@@ -95,6 +95,18 @@ def all_finite(tensors):
     return tf.reduce_all([tf.reduce_all(tf.math.is_finite(tensor)) for tensor in tensors])
 
 
+def snapshot(variables):
+    """The values of `variables` now (e.g. BN moving statistics before a forward pass), for `restore_unless`."""
+    return [tf.identity(variable.value) for variable in variables]
+
+
+def restore_unless(applied, variables, saved):
+    """Puts the `saved` values back into `variables` unless `applied`: a skipped step leaves no trace in BN
+    moving statistics. Assigns in the replica context, as BN's own update does, so it works under any strategy."""
+    for variable, value in zip(variables, saved):
+        variable.assign(tf.where(applied, variable.value, value))
+
+
 def apply_if_finite(optimizer, gradients, variables):
     """`optimizer.apply(gradients, variables)` only when every gradient is finite; returns that bool.
 

@@ -12,6 +12,22 @@ import tensorflow as tf
 from drnas_tf.config import NAN_POLICIES
 
 
+def configure_threads(intra_op_threads=0, inter_op_threads=0):
+    """TF's CPU thread pools (0 keeps TF's default); call before any op runs. Negative counts are refused."""
+    for name, value in (("intra_op_threads", intra_op_threads), ("inter_op_threads", inter_op_threads)):
+        if value < 0:
+            raise ValueError(f"--{name} must be 0 (TensorFlow's default) or positive, got {value}")
+    tf.config.threading.set_intra_op_parallelism_threads(intra_op_threads)
+    tf.config.threading.set_inter_op_parallelism_threads(inter_op_threads)
+
+
+def check_jit_compile(jit_compile, strategy):
+    """XLA compiles a one-device step only: refuse --jit_compile under a multi-replica strategy."""
+    if jit_compile and strategy.num_replicas_in_sync > 1:
+        raise ValueError(f"--jit_compile needs one device, but the run has {strategy.num_replicas_in_sync} "
+                         "replicas (XLA cannot compile MirroredStrategy's step); pass --num_gpus=1 or drop it")
+
+
 def configure_determinism(seed, deterministic):
     """Seeds Python, NumPy and TF (keras.utils.set_random_seed); with `deterministic` also turns on
     tf.config.experimental.enable_op_determinism(), so every op gives bit-identical results run to run.

@@ -13,6 +13,7 @@ from drnas_tf import cli, config as config_lib
 
 FLAGS = flags.FLAGS
 cli.define_network_flags()
+cli.define_execution_flags("search")
 flags.adopt_module_key_flags(cli)  # shows them in --helpshort
 flags.DEFINE_enum("method", "dirichlet", list(config_lib.METHOD_RELAXATIONS),
                   "dirichlet (DrNAS), darts (softmax) or gumbel (SNAS-style) relaxation.")
@@ -45,14 +46,8 @@ flags.DEFINE_bool("unrolled", None, "Second-order (one-step unrolled) architectu
                   "default first-order one is the paper's setting.")
 flags.DEFINE_integer("checkpoint_every_steps", 0, "Also checkpoint every this many steps inside an epoch "
                      "(0: at epoch ends only); a resumed run continues from the step.")
-flags.DEFINE_bool("deterministic", False, "Turn on TF op determinism (tf.config.experimental."
-                  "enable_op_determinism) on top of the seeded data order, augmentation and draws: the same "
-                  "command gives bit-identical architecture parameters (slower on GPU).")
-flags.DEFINE_enum("nan_policy", "stop", list(config_lib.NAN_POLICIES), "A NaN or Inf loss: 'stop' ends "
-                  "the run with an error and keeps the last good checkpoint; 'skip_batch' skips that step and "
-                  "counts it.")
 flags.DEFINE_integer("num_gpus", -1, "GPUs to use with MirroredStrategy (-1: all visible; none: CPU).")
-flags.DEFINE_integer("verbose", 1, "Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch.")
+flags.DEFINE_integer("progress", 1, "Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch.")
 flags.DEFINE_string("nb201_benchmark", None, "NB201 space: after every epoch, look the genotype (and the "
                     "--trajectory_samples) up in this NAS-Bench-201 benchmark: a NATS-Bench topology directory "
                     "(pip install nats_bench), a NAS-Bench-201 .pth file (pip install nas-bench-201), or a .csv "
@@ -85,8 +80,10 @@ def main(argv):
     from drnas_tf.benchmark import open_benchmark
     from drnas_tf.data.search_data import search_datasets, search_parts
 
+    runtime.configure_threads(FLAGS.intra_op_threads, FLAGS.inter_op_threads)
     runtime.configure_determinism(config.seed, FLAGS.deterministic)
     strategy = search_run.make_strategy(FLAGS.num_gpus)
+    runtime.check_jit_compile(FLAGS.jit_compile, strategy)
     name = config.network.dataset
     parts = None if name == "imagenet" else search_parts(name, config.data_dir, config.train_portion,
                                                          config.download)
@@ -104,8 +101,9 @@ def main(argv):
     if FLAGS.checkpoint_every_steps < 0:
         raise ValueError(f"--checkpoint_every_steps must be 0 or positive, got {FLAGS.checkpoint_every_steps}")
     genotype = search_run.run_search(config, FLAGS.model_dir, epoch_data, FLAGS.flags_into_string(), strategy,
-                                     FLAGS.verbose, FLAGS.checkpoint_every_steps, benchmark=benchmark,
-                                     trajectory_samples=FLAGS.trajectory_samples, nan_policy=FLAGS.nan_policy)
+                                     FLAGS.progress, FLAGS.checkpoint_every_steps, benchmark=benchmark,
+                                     trajectory_samples=FLAGS.trajectory_samples, nan_policy=FLAGS.nan_policy,
+                                     jit_compile=FLAGS.jit_compile)
     print(f"final genotype: {genotype.to_text()}")
     print(f"written to {os.path.join(FLAGS.model_dir, 'genotype.json')}")
 

@@ -43,9 +43,10 @@ def stage_of(config, epoch):
     raise ValueError(f"epoch {epoch} is past the {config.total_epochs} epochs of the schedule")
 
 
-def build_searcher(config, stage, masks, strategy, skip_nonfinite=False):
+def build_searcher(config, stage, masks, strategy, skip_nonfinite=False, jit_compile=False):
     """The stage's supernet (its k and masks) wrapped in a compiled Searcher, inside `strategy`'s scope;
-    `skip_nonfinite` skips steps with a non-finite gradient (--nan_policy=skip_batch)."""
+    `skip_nonfinite` skips steps with a non-finite gradient (--nan_policy=skip_batch), `jit_compile` compiles
+    the step with XLA."""
     network = config.network
     with strategy.scope():
         supernet = build_supernet(
@@ -55,7 +56,7 @@ def build_searcher(config, stage, masks, strategy, skip_nonfinite=False):
         searcher = Searcher(supernet, config.arch_learning_rate, config.reg_type, config.reg_scale,
                             config.learning_rate, config.momentum, config.weight_decay, config.grad_clip,
                             config.arch_grad_clip, config.seed, config.unrolled, skip_nonfinite)
-        searcher.compile(optimizer=searcher.weight_optimizer)
+        searcher.compile(optimizer=searcher.weight_optimizer, jit_compile=jit_compile)
     return searcher
 
 
@@ -70,7 +71,7 @@ def next_stage(config, searcher, stage, strategy):
     old = searcher.supernet
     masks = {name: progressive.prune_mask(param.numpy(), old.masks[name], config.num_keeps[stage])
              for name, param in old.arch.items()}
-    successor = build_searcher(config, stage, masks, strategy, searcher.skip_nonfinite)
+    successor = build_searcher(config, stage, masks, strategy, searcher.skip_nonfinite, searcher.jit_compile)
     rng = np.random.default_rng([config.seed, stage])
     progressive.widen_supernet(old, successor.supernet, rng, _momentum_slots(searcher), _momentum_slots(successor))
     for name, param in old.arch.items():
@@ -129,7 +130,8 @@ class StepCheckpoint(keras.callbacks.Callback):
 
 
 def run_search(config, model_dir, epoch_data, flags_text="", strategy=None, verbose=1,
-               checkpoint_every_steps=0, callbacks=(), benchmark=None, trajectory_samples=0, nan_policy="stop"):
+               checkpoint_every_steps=0, callbacks=(), benchmark=None, trajectory_samples=0, nan_policy="stop",
+               jit_compile=False):
     """Searches (or resumes a search) and returns the final genotype.
 
     Args:
@@ -150,6 +152,7 @@ def run_search(config, model_dir, epoch_data, flags_text="", strategy=None, verb
         nan_policy: "stop": the first batch with a NaN or Inf loss ends the run with a ValueError and the last
             good checkpoint stays the one resumed; "skip_batch": steps with a non-finite gradient are skipped
             (and counted as skipped_steps in the epoch's logs).
+        jit_compile: compile the train step with XLA (one device only).
     """
     runtime.check_nan_policy(nan_policy)
     trajectory.check_settings(config.network.search_space, benchmark is not None, trajectory_samples)
@@ -161,7 +164,7 @@ def run_search(config, model_dir, epoch_data, flags_text="", strategy=None, verb
     state = load_state(model_dir, config)
     stage = state["stage"] if state else 0
     searcher = build_searcher(config, stage, state["masks"] if state else None, strategy,
-                              skip_nonfinite=nan_policy == "skip_batch")
+                              skip_nonfinite=nan_policy == "skip_batch", jit_compile=jit_compile)
     first_epoch, first_step = 0, 0
     if state:
         try:

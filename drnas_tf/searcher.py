@@ -168,12 +168,18 @@ class Searcher(keras.Model):
     def train_step(self, data):
         self.traces += 1
         (train_images, train_labels), (valid_images, valid_labels) = data
+        moving_statistics = self.supernet.non_trainable_variables
+        saved = optim.snapshot(moving_statistics) if self.skip_nonfinite else None
+        all_applied = tf.constant(True)
         if self.arch_updates:
             valid_loss, valid_logits, applied = self.arch_step(valid_images, valid_labels, train_images,
                                                                train_labels)
             _update_metrics(self.valid_loss, self.valid_accuracy, valid_loss, valid_labels, valid_logits, applied)
+            all_applied = applied
         train_loss, train_logits, applied = self.weight_step(train_images, train_labels)
         _update_metrics(self.train_loss, self.train_accuracy, train_loss, train_labels, train_logits, applied)
+        if self.skip_nonfinite:  # a skipped step's batch statistics stay out of the BN moving averages
+            optim.restore_unless(tf.logical_and(all_applied, applied), moving_statistics, saved)
         trackers = [self.train_loss, self.train_accuracy]
         if self.arch_updates:
             trackers += [self.valid_loss, self.valid_accuracy]

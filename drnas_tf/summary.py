@@ -88,6 +88,8 @@ def main(argv):
                 raise ValueError(f"--{flag} describes a supernet and cannot be combined with --genotype")
         if FLAGS["search_space"].present and FLAGS.search_space != genotype.space:
             raise ValueError(f"--genotype is a {genotype.space} genotype but --search_space={FLAGS.search_space}")
+        config_lib.check_depth_flags(genotype.space, f"{genotype.space} genotypes", layers=FLAGS.layers,
+                                     cells_per_stage=FLAGS.cells_per_stage)
         config = config_lib.network_config(
             genotype.space, FLAGS.dataset, FLAGS.init_channels, FLAGS.layers, FLAGS.cells_per_stage,
             image_size=FLAGS.image_size)
@@ -100,6 +102,8 @@ def main(argv):
     else:
         if FLAGS.auxiliary:
             raise ValueError("--auxiliary applies to discrete networks; add --genotype")
+        config_lib.check_depth_flags(FLAGS.search_space, f"--search_space={FLAGS.search_space}",
+                                     layers=FLAGS.layers, cells_per_stage=FLAGS.cells_per_stage)
         config = config_lib.network_config(
             FLAGS.search_space, FLAGS.dataset, FLAGS.init_channels, FLAGS.layers, FLAGS.cells_per_stage,
             FLAGS.k, FLAGS.num_keep, FLAGS.method, FLAGS.nb201_bypass, FLAGS.image_size)

@@ -21,6 +21,7 @@ FLAGS = flags.FLAGS
 flags.DEFINE_string("genotype", None, "What to retrain (required): a published name (DrNAS_cifar10, ...), a "
                     "DARTS or NB201 text, JSON, a file, or a search's model_dir holding genotype.json.")
 cli.define_network_flags(supernet=False)
+cli.define_execution_flags("retraining")
 flags.adopt_module_key_flags(cli)  # shows them in --helpshort
 flags.DEFINE_string("model_dir", None, "Where checkpoints, TensorBoard events and results.json go (required).")
 flags.DEFINE_string("data_dir", None, "TFDS data directory (default: TFDS's own).")
@@ -48,7 +49,7 @@ flags.DEFINE_integer("steps_per_epoch", None, "Cap on steps per epoch, for short
 flags.DEFINE_integer("checkpoint_every_steps", 0, "Also checkpoint every this many steps inside an epoch "
                      "(0: at epoch ends only); a resumed run continues from the step.")
 flags.DEFINE_integer("num_gpus", -1, "GPUs to use with MirroredStrategy (-1: all visible; none: CPU).")
-flags.DEFINE_integer("verbose", 1, "Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch.")
+flags.DEFINE_integer("progress", 1, "Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch.")
 
 _TRAIN_FLAGS = ("init_channels", "layers", "cells_per_stage", "epochs", "batch_size", "learning_rate",
                 "learning_rate_min", "lr_schedule", "lr_warmup_epochs", "momentum", "weight_decay", "grad_clip",
@@ -75,12 +76,16 @@ def main(argv):
     if FLAGS.checkpoint_every_steps < 0:
         raise ValueError(f"--checkpoint_every_steps must be 0 or positive, got {FLAGS.checkpoint_every_steps}")
     config = config_from_flags()
-    from drnas_tf import search_run, train_run
+    from drnas_tf import runtime, search_run, train_run
 
+    runtime.configure_threads(FLAGS.intra_op_threads, FLAGS.inter_op_threads)
+    runtime.configure_determinism(config.seed, FLAGS.deterministic)
     strategy = search_run.make_strategy(FLAGS.num_gpus)
+    runtime.check_jit_compile(FLAGS.jit_compile, strategy)
     results = train_run.run_train(config, FLAGS.model_dir, flags_text=FLAGS.flags_into_string(),
-                                  strategy=strategy, verbose=FLAGS.verbose,
-                                  checkpoint_every_steps=FLAGS.checkpoint_every_steps)
+                                  strategy=strategy, verbose=FLAGS.progress,
+                                  checkpoint_every_steps=FLAGS.checkpoint_every_steps, nan_policy=FLAGS.nan_policy,
+                                  jit_compile=FLAGS.jit_compile)
     print(f"test top-1 {results['test_top1']:.4f} top-5 {results['test_top5']:.4f} on {config.network.dataset} "
           f"{config.eval_split} after {results['epochs']} epochs ({results['train_seconds']:.0f} s of training)")
     print(f"written to {os.path.join(FLAGS.model_dir, train_run.RESULTS_FILE)}")

@@ -21,7 +21,7 @@ import time
 import keras
 import tensorflow as tf
 
-from drnas_tf import networks, optim, outputs
+from drnas_tf import networks, optim, outputs, runtime
 from drnas_tf.search_run import StepCheckpoint, check_finite, prepare_model_dir
 from drnas_tf.trainer import Trainer
 
@@ -53,12 +53,14 @@ def build_network(config):
                                   **depth)
 
 
-def build_trainer(config, strategy):
-    """The network wrapped in a compiled Trainer, inside `strategy`'s scope."""
+def build_trainer(config, strategy, skip_nonfinite=False, jit_compile=False):
+    """The network wrapped in a compiled Trainer, inside `strategy`'s scope; `skip_nonfinite` skips steps with
+    a non-finite gradient (--nan_policy=skip_batch), `jit_compile` compiles the step with XLA."""
     with strategy.scope():
         trainer = Trainer(build_network(config), config.learning_rate, config.momentum, config.weight_decay,
-                          config.grad_clip, config.label_smoothing, config.auxiliary_weight, config.seed)
-        trainer.compile(optimizer=trainer.weight_optimizer)
+                          config.grad_clip, config.label_smoothing, config.auxiliary_weight, config.seed,
+                          skip_nonfinite)
+        trainer.compile(optimizer=trainer.weight_optimizer, jit_compile=jit_compile)
     return trainer
 
 
@@ -119,7 +121,7 @@ def default_data(config):
 
 
 def run_train(config, model_dir, epoch_data=None, test_data=None, flags_text="", strategy=None, verbose=1,
-              checkpoint_every_steps=0, callbacks=()):
+              checkpoint_every_steps=0, callbacks=(), nan_policy="stop", jit_compile=False):
     """Retrains (or resumes retraining) `config.genotype`, tests it, writes results.json and returns it.
 
     Args:
@@ -133,12 +135,17 @@ def run_train(config, model_dir, epoch_data=None, test_data=None, flags_text="",
         verbose: Keras progress output (0, 1 or 2).
         checkpoint_every_steps: also checkpoint inside epochs, every this many steps (0: epoch ends only).
         callbacks: more Keras callbacks for every epoch's `fit`.
+        nan_policy: "stop": the first batch with a NaN or Inf loss ends the run with a ValueError and the last
+            good checkpoint stays the one resumed; "skip_batch": steps with a non-finite gradient are skipped
+            (and counted as skipped_steps in the epoch's logs).
+        jit_compile: compile the train step with XLA (one device only).
 
     Returns:
         The results dict written to results.json: test_top1, test_top5 (fractions), test_loss, epochs,
         train_seconds, genotype (text), dataset, eval_split, params (auxiliary head excluded), and the last
         epoch's train_loss and train_accuracy.
     """
+    runtime.check_nan_policy(nan_policy)
     strategy = strategy or tf.distribute.get_strategy()
     if epoch_data is None or test_data is None:
         default_epochs, default_test = default_data(config)
@@ -150,7 +157,7 @@ def run_train(config, model_dir, epoch_data=None, test_data=None, flags_text="",
         outputs.atomic_write_text(os.path.join(model_dir, "flags.txt"), flags_text)
     outputs.atomic_write_text(os.path.join(model_dir, CONFIG_FILE), json.dumps(config_record(config), indent=1))
     keras.utils.set_random_seed(config.seed)
-    trainer = build_trainer(config, strategy)
+    trainer = build_trainer(config, strategy, skip_nonfinite=nan_policy == "skip_batch", jit_compile=jit_compile)
     first_epoch, first_step, train_seconds, logs = 0, 0, 0.0, {}
     if state:
         try:
@@ -176,6 +183,9 @@ def run_train(config, model_dir, epoch_data=None, test_data=None, flags_text="",
                         train_seconds + time.time() - started, logs)
 
         epoch_callbacks = list(callbacks)
+        if nan_policy == "stop":
+            epoch_callbacks.insert(0, runtime.FiniteLossGuard(f"epoch {epoch + 1}",
+                                                              lambda manager=manager: manager.latest_checkpoint))
         if checkpoint_every_steps:
             epoch_callbacks.append(StepCheckpoint(checkpoint_every_steps, steps, skip, save))
         history = trainer.fit(dataset.skip(skip), initial_epoch=epoch, epochs=epoch + 1,

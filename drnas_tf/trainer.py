@@ -37,18 +37,22 @@ class Trainer(keras.Model):
         label_smoothing: of the training loss, main and auxiliary.
         auxiliary_weight: weight of the auxiliary head's loss, when the network has one.
         seed: base of the stateless drop-path seeds.
+        skip_nonfinite: skip an SGD step whose (all-reduced) gradient holds a NaN or Inf, leave that batch out
+            of the metrics and count it in the `skipped_steps` metric (--nan_policy=skip_batch).
     """
 
     def __init__(self, network, learning_rate=0.025, momentum=0.9, weight_decay=3e-4, grad_clip=5.0,
-                 label_smoothing=0.0, auxiliary_weight=0.4, seed=0, **kwargs):
+                 label_smoothing=0.0, auxiliary_weight=0.4, seed=0, skip_nonfinite=False, **kwargs):
         super().__init__(**kwargs)
         self.network = network
         self.grad_clip, self.label_smoothing = float(grad_clip), float(label_smoothing)
         self.auxiliary_weight, self.seed = float(auxiliary_weight), int(seed)
+        self.skip_nonfinite = bool(skip_nonfinite)
         self.weight_optimizer = optim.TorchSGD(learning_rate, momentum, weight_decay)
         self.weight_optimizer.build(network.trainable_variables)
         self.train_loss = keras.metrics.Mean(name="loss")
         self.train_accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
+        self.skipped_steps = keras.metrics.Sum(name="skipped_steps")
         self.test_loss = keras.metrics.Mean(name="loss")
         self.test_top1 = keras.metrics.SparseCategoricalAccuracy(name="top1")
         self.test_top5 = keras.metrics.SparseTopKCategoricalAccuracy(k=TOP_K, name="top5")
@@ -69,6 +73,8 @@ class Trainer(keras.Model):
         images, labels = data
         network = self.network
         replicas = tf.distribute.get_replica_context().num_replicas_in_sync
+        moving_statistics = network.non_trainable_variables
+        saved = optim.snapshot(moving_statistics) if self.skip_nonfinite else None
         with tf.GradientTape() as tape:
             outputs = network(images, training=True, seed=self.step_seed())
             logits, aux_logits = outputs if isinstance(outputs, tuple) else (outputs, None)
@@ -82,11 +88,20 @@ class Trainer(keras.Model):
         # Weights that cannot reach the output (a node read only by 'none' edges) have no gradient; PyTorch's
         # SGD skips them (no weight decay, no momentum), and so does this step.
         reached = [(g, v) for g, v in zip(gradients, network.trainable_variables) if g is not None]
-        self.weight_optimizer.apply(optim.clipped_sum_over_replicas([g for g, _ in reached], self.grad_clip),
-                                    [v for _, v in reached])
-        self.train_loss.update_state(loss)
-        self.train_accuracy.update_state(labels, logits)
-        return {"loss": self.train_loss.result(), "accuracy": self.train_accuracy.result()}
+        gradients = optim.clipped_sum_over_replicas([g for g, _ in reached], self.grad_clip)
+        if not self.skip_nonfinite:
+            self.weight_optimizer.apply(gradients, [v for _, v in reached])
+            self.train_loss.update_state(loss)
+            self.train_accuracy.update_state(labels, logits)
+            return {"loss": self.train_loss.result(), "accuracy": self.train_accuracy.result()}
+        applied = optim.apply_if_finite(self.weight_optimizer, gradients, [v for _, v in reached])
+        optim.restore_unless(applied, moving_statistics, saved)
+        weight = tf.cast(applied, tf.float32)
+        self.skipped_steps.update_state(1.0 - weight)
+        self.train_loss.update_state(tf.where(applied, loss, 0.0), sample_weight=weight)
+        self.train_accuracy.update_state(labels, logits, sample_weight=tf.fill(tf.shape(labels), weight))
+        return {"loss": self.train_loss.result(), "accuracy": self.train_accuracy.result(),
+                "skipped_steps": self.skipped_steps.result()}
 
     def test_step(self, data):
         images, labels = data
@@ -98,4 +113,5 @@ class Trainer(keras.Model):
 
     @property
     def metrics(self):
-        return [self.train_loss, self.train_accuracy, self.test_loss, self.test_top1, self.test_top5]
+        return [self.train_loss, self.train_accuracy, self.skipped_steps, self.test_loss, self.test_top1,
+                self.test_top5]

@@ -16,9 +16,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 def test_quickstart_pipeline_end_to_end(tmp_path):
     small_search = ["--search_flag=--cells_per_stage=1", "--search_flag=--init_channels=8",
                     "--search_flag=--stage_epochs=2", "--search_flag=--arch_warmup_epochs=1",
-                    "--search_flag=--steps_per_epoch=2", "--search_flag=--verbose=0"]
+                    "--search_flag=--steps_per_epoch=2", "--search_flag=--progress=0"]
     small_train = ["--train_flag=--cells_per_stage=1", "--train_flag=--init_channels=8", "--train_flag=--epochs=2",
-                   "--train_flag=--steps_per_epoch=3", "--train_flag=--verbose=0"]
+                   "--train_flag=--steps_per_epoch=3", "--train_flag=--progress=0"]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": ROOT}
     result = subprocess.run([sys.executable, "-m", "drnas_tf.quickstart", f"--model_dir={tmp_path}",
                              "--compare_random", *small_search, *small_train], cwd=tmp_path, env=env,

@@ -2,8 +2,10 @@
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 
+from drnas_tf import runtime
 from drnas_tf.searcher import Searcher
 from drnas_tf.supernet import Nb201Supernet
 
@@ -24,13 +26,13 @@ def batches(steps, seed=0, duplicate=False):
     return data
 
 
-def make_searcher(strategy, method="dirichlet", grad_clip=5.0, seed=0):
+def make_searcher(strategy, method="dirichlet", grad_clip=5.0, seed=0, jit_compile=False):
     with strategy.scope():
         keras.utils.set_random_seed(seed)
         supernet = Nb201Supernet(10, 8, 1, 2, method=method)
         searcher = Searcher(supernet, arch_learning_rate=0.05, weight_learning_rate=0.1, grad_clip=grad_clip,
                             seed=seed)
-        searcher.compile(optimizer=searcher.weight_optimizer)
+        searcher.compile(optimizer=searcher.weight_optimizer, jit_compile=jit_compile)
     return searcher
 
 
@@ -162,3 +164,26 @@ def test_unrolled_search_step_runs_under_fit():
     eta0 = searcher.supernet.arch_variables[0].numpy().copy()
     searcher.fit(batches(2), epochs=1, verbose=0, shuffle=False)
     assert np.abs(searcher.supernet.arch_variables[0].numpy() - eta0).max() > 0
+
+
+def test_xla_compiled_step_takes_the_same_step():
+    """--jit_compile gives the default graph's update to float tolerance. With the softmax relaxation: XLA
+    compiles stateless gamma sampling to other draws, so Dirichlet runs with and without XLA differ."""
+    results = []
+    for jit_compile in (False, True):
+        searcher = make_searcher(tf.distribute.get_strategy(), method="softmax", jit_compile=jit_compile)
+        searcher.set_arch_updates(True)
+        searcher.fit(batches(2), epochs=1, verbose=0, shuffle=False)
+        assert searcher.train_function is not None and searcher.jit_compile == jit_compile
+        results.append([v.numpy() for v in searcher.supernet.arch_variables + searcher.supernet.weight_variables])
+    assert np.abs(results[0][0] - make_searcher(tf.distribute.get_strategy(), method="softmax").supernet.arch_variables[0].numpy()
+                  ).max() > 1e-3  # the steps moved eta
+    for default, compiled in zip(*results):
+        np.testing.assert_allclose(compiled, default, rtol=1e-4, atol=1e-5)
+
+
+def test_xla_is_refused_with_more_than_one_replica():
+    runtime.check_jit_compile(True, tf.distribute.get_strategy())
+    runtime.check_jit_compile(False, two_cpus())
+    with pytest.raises(ValueError, match="--jit_compile needs one device, but the run has 2 replicas"):
+        runtime.check_jit_compile(True, two_cpus())

@@ -23,7 +23,7 @@ TINY_SEARCH = """--search_space=nb201
 --batch_size=32
 --steps_per_epoch=2
 --arch_learning_rate=3e-2
---verbose=0
+--progress=0
 """
 
 

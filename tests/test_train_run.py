@@ -200,3 +200,35 @@ def test_weights_that_cannot_reach_the_output_get_no_update(tmp_path):
             np.testing.assert_array_equal(before.numpy(), after.numpy())
     stem_before, stem_after = initial.stem.trainable_variables[0], trained.stem.trainable_variables[0]
     assert np.abs(stem_before.numpy() - stem_after.numpy()).max() > 0
+
+
+def poisoned_data(epoch):
+    """epoch_data with NaN images in the second batch of epoch 1: that step's loss and gradient are NaN."""
+    dataset, steps = epoch_data(epoch)
+    if epoch != 1:
+        return dataset, steps
+    poison = lambda index, images, labels: (  # noqa: E731
+        tf.where(tf.equal(index, 1), tf.fill(tf.shape(images), np.nan), images), labels)
+    return dataset.enumerate().map(lambda index, batch: poison(index, *batch)), steps
+
+
+def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
+    model_dir = str(tmp_path / "run")
+    with pytest.raises(ValueError, match=r"non-finite loss at step 2 of epoch 2; stopped, the last good "
+                                         r"checkpoint \(.*ckpt-3\) is kept"):
+        train_run.run_train(tiny_config(), model_dir, poisoned_data, TEST_DATA, verbose=0, nan_policy="stop")
+    state = json.load(open(os.path.join(model_dir, "state.json")))
+    assert (state["epoch"], state["step"]) == (1, 0) and state["checkpoint"].endswith("ckpt-3")
+    assert not os.path.exists(os.path.join(model_dir, train_run.RESULTS_FILE))
+
+
+def test_skip_batch_skips_the_nan_step_and_keeps_bn_statistics_finite(tmp_path, capsys):
+    model_dir = str(tmp_path / "run")
+    results = train_run.run_train(tiny_config(), model_dir, poisoned_data, TEST_DATA, verbose=0,
+                                  nan_policy="skip_batch")
+    printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch ")]
+    assert [line.split("skipped_steps=")[1].split()[0] for line in printed] == ["0.0000", "1.0000"]
+    # The NaN batch went through BN in training mode: without restoring the moving statistics the test loss,
+    # computed with them, would be NaN.
+    assert np.isfinite(results["test_loss"]) and np.isfinite(results["train_loss"])
+    assert all(np.isfinite(value).all() for value in final_weights(model_dir))
