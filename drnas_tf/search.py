@@ -52,6 +52,9 @@ flags.DEFINE_enum("nan_policy", "stop", list(config_lib.NAN_POLICIES), "A NaN or
                   "the run with an error and keeps the last good checkpoint; 'skip_batch' skips that step and "
                   "counts it.")
 flags.DEFINE_integer("num_gpus", -1, "GPUs to use with MirroredStrategy (-1: all visible; none: CPU).")
+flags.DEFINE_enum("strategy", "auto", list(config_lib.STRATEGIES), "tf.distribute strategy: mirrored "
+                  "(this host's GPUs), multi_worker (MultiWorkerMirroredStrategy over the TF_CONFIG cluster; "
+                  "docs/distributed.md), or auto: multi_worker when TF_CONFIG describes a cluster.")
 flags.DEFINE_integer("verbose", 1, "Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch.")
 flags.DEFINE_string("nb201_benchmark", None, "NB201 space: after every epoch, look the genotype (and the "
                     "--trajectory_samples) up in this NAS-Bench-201 benchmark: a NATS-Bench topology directory "
@@ -81,12 +84,12 @@ def main(argv):
     if not FLAGS.model_dir:
         raise ValueError("--model_dir is required: where the search writes checkpoints and genotypes")
     config = config_from_flags()
-    from drnas_tf import runtime, search_run, trajectory
+    from drnas_tf import distributed, runtime, search_run, trajectory
     from drnas_tf.benchmark import open_benchmark
     from drnas_tf.data.search_data import search_datasets, search_parts
 
     runtime.configure_determinism(config.seed, FLAGS.deterministic)
-    strategy = search_run.make_strategy(FLAGS.num_gpus)
+    strategy = distributed.make_strategy(FLAGS.strategy, FLAGS.num_gpus)
     name = config.network.dataset
     parts = None if name == "imagenet" else search_parts(name, config.data_dir, config.train_portion,
                                                          config.download)
