@@ -178,6 +178,10 @@ class MultiWorkerLoop:
     compare the two). The model's `train_step` returns {name: metric result}; the loop averages each over
     the replicas (identical on every worker) and hands those logs to the callbacks after every step.
 
+    Under a strategy `fit` starts a pass over the dataset to build the model and drops it, then trains on a
+    second pass; a pipeline that reshuffles on every pass (ours do) gives that pass another order. The loop
+    starts and drops a pass too, so it trains on the batches `fit` trains on with the same replica count.
+
     Args:
         strategy: the tf.distribute strategy the models were built under.
     """
@@ -225,7 +229,9 @@ class MultiWorkerLoop:
                                                      verbose=verbose, epochs=epoch + 1, steps=steps)
         step = self._step_function(model, trace_key)
         model.reset_metrics()
-        iterator = iter(self.strategy.experimental_distribute_dataset(dataset))
+        distributed_dataset = self.strategy.experimental_distribute_dataset(dataset)
+        iter(distributed_dataset)  # the pass `fit` starts and drops (see the class docstring)
+        iterator = iter(distributed_dataset)
         logs = {}
         callback_list.on_train_begin()
         callback_list.on_epoch_begin(epoch)
