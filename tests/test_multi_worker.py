@@ -136,7 +136,10 @@ def one_process_two_replicas(model_dir):
                                             seed=config.seed * 1000 + epoch, split_seed=config.seed, parts=parts)
         return dataset, min(steps, config.steps_per_epoch)
 
-    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    # Reduction through one device, as tests/test_optim.py: a second collective-ops MirroredStrategy in one pytest
+    # process can reuse collective instance keys and abort; a sum of two replicas is the same either way.
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"],
+                                              cross_device_ops=tf.distribute.ReductionToOneDevice())
     tf.config.experimental.enable_op_determinism()  # as the workers' --deterministic: the same kernels
     try:
         search_run.run_search(config, model_dir, epoch_data, strategy=strategy, verbose=0)
