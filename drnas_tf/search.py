@@ -47,6 +47,9 @@ flags.DEFINE_bool("unrolled", None, "Second-order (one-step unrolled) architectu
 flags.DEFINE_integer("checkpoint_every_steps", 0, "Also checkpoint every this many steps inside an epoch "
                      "(0: at epoch ends only); a resumed run continues from the step.")
 flags.DEFINE_integer("num_gpus", -1, "GPUs to use with MirroredStrategy (-1: all visible; none: CPU).")
+flags.DEFINE_enum("strategy", "auto", list(config_lib.STRATEGIES), "tf.distribute strategy: mirrored "
+                  "(this host's GPUs), multi_worker (MultiWorkerMirroredStrategy over the TF_CONFIG cluster; "
+                  "docs/distributed.md), or auto: multi_worker when TF_CONFIG describes a cluster.")
 flags.DEFINE_integer("progress", 1, "Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch.")
 flags.DEFINE_string("nb201_benchmark", None, "NB201 space: after every epoch, look the genotype (and the "
                     "--trajectory_samples) up in this NAS-Bench-201 benchmark: a NATS-Bench topology directory "
@@ -76,13 +79,13 @@ def main(argv):
     if not FLAGS.model_dir:
         raise ValueError("--model_dir is required: where the search writes checkpoints and genotypes")
     config = config_from_flags()
-    from drnas_tf import runtime, search_run, trajectory
+    from drnas_tf import distributed, runtime, search_run, trajectory
     from drnas_tf.benchmark import open_benchmark
     from drnas_tf.data.search_data import search_datasets, search_parts
 
     runtime.configure_threads(FLAGS.intra_op_threads, FLAGS.inter_op_threads)
     runtime.configure_determinism(config.seed, FLAGS.deterministic)
-    strategy = search_run.make_strategy(FLAGS.num_gpus)
+    strategy = distributed.make_strategy(FLAGS.strategy, FLAGS.num_gpus)
     runtime.check_jit_compile(FLAGS.jit_compile, strategy)
     name = config.network.dataset
     parts = None if name == "imagenet" else search_parts(name, config.data_dir, config.train_portion,

@@ -1,6 +1,8 @@
 """Runs a whole search: progressive stages of `fit` epochs, checkpoints, resume, outputs (SPEC §2, §5).
 
-Each epoch is one `fit` call on the search dataset. At a stage boundary the supernet is pruned to the next
+Each epoch is one `fit` call on the search dataset (under MultiWorkerMirroredStrategy, where Keras 3's `fit`
+fails, one epoch of distributed.MultiWorkerLoop, which runs the same train_step; only the chief writes into
+model_dir). At a stage boundary the supernet is pruned to the next
 stage's num_keep operations per edge (by eta), rebuilt with the next k, and its weights and SGD momentum are
 widened into it (progressive.widen_supernet); eta and Adam's state carry over unchanged. The weights' cosine
 schedule runs across all stages. After every epoch the run saves a checkpoint and then `state.json`, which
@@ -14,23 +16,11 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from drnas_tf import optim, outputs, progressive, runtime, trajectory
+from drnas_tf import distributed, optim, outputs, progressive, runtime, trajectory
 from drnas_tf.searcher import Searcher
 from drnas_tf.supernet import build_supernet
 
 CHECKPOINT_DIR = "checkpoints"
-
-
-def make_strategy(num_gpus=-1):
-    """MirroredStrategy over the first `num_gpus` GPUs (-1: all); the default (CPU) strategy with none."""
-    gpus = tf.config.list_logical_devices("GPU")
-    if num_gpus >= 0:
-        if num_gpus > len(gpus):
-            raise ValueError(f"--num_gpus={num_gpus} but only {len(gpus)} GPU(s) are visible")
-        gpus = gpus[:num_gpus]
-    if not gpus:
-        return tf.distribute.get_strategy()
-    return tf.distribute.MirroredStrategy([gpu.name for gpu in gpus])
 
 
 def stage_of(config, epoch):
@@ -87,6 +77,12 @@ def _checkpoint(searcher):
                                weight_optimizer=searcher.weight_optimizer)
 
 
+def _trained_variables(searcher):
+    """Eta, the weights and both optimizers' states: what every replica holds alike (BN statistics are not)."""
+    return (searcher.supernet.trainable_variables + searcher.arch_optimizer.variables
+            + searcher.weight_optimizer.variables)
+
+
 def _run_identity(config):
     """What a checkpoint in model_dir must match to be resumed by this config."""
     network = config.network
@@ -136,7 +132,9 @@ def run_search(config, model_dir, epoch_data, flags_text="", strategy=None, verb
 
     Args:
         config: a config.SearchConfig.
-        model_dir: where checkpoints, TensorBoard events and genotypes go.
+        model_dir: where checkpoints, TensorBoard events and genotypes go (under MultiWorkerMirroredStrategy
+            the chief's; the other workers read it to resume and write into a temporary directory,
+            distributed.write_dir).
         epoch_data: epoch -> (dataset, steps): tf.data of ((x_train, y_train), (x_valid, y_valid)) global
             batches for that epoch, and how many steps to take. Data that depends only on the epoch makes a
             resumed run repeat an uninterrupted one.
@@ -144,7 +142,7 @@ def run_search(config, model_dir, epoch_data, flags_text="", strategy=None, verb
         strategy: a tf.distribute strategy (default: the current one).
         verbose: Keras progress output (0, 1 or 2).
         checkpoint_every_steps: also checkpoint inside epochs, every this many steps (0: epoch ends only).
-        callbacks: more Keras callbacks for every epoch's `fit`.
+        callbacks: more Keras callbacks for every epoch's `fit` (or distributed.MultiWorkerLoop's epoch).
         benchmark: a benchmark.Benchmark (NB201 space only): every epoch's genotype, and the sampled
             architectures, are looked up in it.
         trajectory_samples: architectures drawn from the current distribution after every epoch
@@ -157,62 +155,68 @@ def run_search(config, model_dir, epoch_data, flags_text="", strategy=None, verb
     runtime.check_nan_policy(nan_policy)
     trajectory.check_settings(config.network.search_space, benchmark is not None, trajectory_samples)
     strategy = strategy or tf.distribute.get_strategy()
-    prepare_model_dir(model_dir)
-    if flags_text:
-        outputs.atomic_write_text(os.path.join(model_dir, "flags.txt"), flags_text)
-    keras.utils.set_random_seed(config.seed)
-    state = load_state(model_dir, config)
-    stage = state["stage"] if state else 0
-    searcher = build_searcher(config, stage, state["masks"] if state else None, strategy,
-                              skip_nonfinite=nan_policy == "skip_batch", jit_compile=jit_compile)
-    first_epoch, first_step = 0, 0
-    if state:
-        try:
-            _checkpoint(searcher).restore(state["checkpoint"]).assert_existing_objects_matched()
-        except (tf.errors.OpError, AssertionError, ValueError) as error:
-            raise ValueError(f"cannot restore {state['checkpoint']} in --model_dir={model_dir}: "
-                             f"{str(error).splitlines()[0]}") from None
-        first_epoch, first_step = state["epoch"], state.get("step", 0)
-    manager = tf.train.CheckpointManager(_checkpoint(searcher), os.path.join(model_dir, CHECKPOINT_DIR), 2)
-    summaries = outputs.SearchSummaries(model_dir)
-    genotype = searcher.supernet.genotype()
-    for epoch in range(first_epoch, config.total_epochs):
-        epoch_stage, stage_start = stage_of(config, epoch)
-        if epoch_stage != stage:
-            searcher, stage = next_stage(config, searcher, epoch_stage, strategy), epoch_stage
-            manager = tf.train.CheckpointManager(_checkpoint(searcher), os.path.join(model_dir, CHECKPOINT_DIR), 2)
-        searcher.set_arch_updates(epoch - stage_start >= config.arch_warmup_epochs)
-        learning_rate = optim.cosine_learning_rate(epoch, config.total_epochs, config.learning_rate,
-                                                   config.learning_rate_min, config.lr_warmup_epochs)
-        searcher.weight_optimizer.learning_rate = learning_rate
-        dataset, steps = epoch_data(epoch)
-        skip = first_step if epoch == first_epoch else 0
-
-        def save(steps_done, epoch=epoch, manager=manager, searcher=searcher, stage=stage):
-            _save_state(model_dir, config, manager, searcher, stage, epoch, steps_done)
-
-        epoch_callbacks = list(callbacks)
-        if nan_policy == "stop":
-            epoch_callbacks.insert(0, runtime.FiniteLossGuard(f"epoch {epoch + 1}",
-                                                              lambda manager=manager: manager.latest_checkpoint))
-        if checkpoint_every_steps:
-            epoch_callbacks.append(StepCheckpoint(checkpoint_every_steps, steps, skip, save))
-        history = searcher.fit(dataset.skip(skip), initial_epoch=epoch, epochs=epoch + 1,
-                               steps_per_epoch=steps - skip, verbose=verbose, shuffle=False,
-                               callbacks=epoch_callbacks)
-        logs = {key: float(values[-1]) for key, values in history.history.items()}
-        check_finite(logs, epoch)
+    with distributed.write_dir(model_dir, strategy) as out_dir:
+        prepare_model_dir(out_dir)
+        if flags_text:
+            outputs.atomic_write_text(os.path.join(out_dir, "flags.txt"), flags_text)
+        keras.utils.set_random_seed(config.seed)
+        state = load_state(model_dir, config)
+        stage = state["stage"] if state else 0
+        searcher = build_searcher(config, stage, state["masks"] if state else None, strategy,
+                                  skip_nonfinite=nan_policy == "skip_batch", jit_compile=jit_compile)
+        first_epoch, first_step = 0, 0
+        if state:
+            try:
+                _checkpoint(searcher).restore(state["checkpoint"]).assert_existing_objects_matched()
+            except (tf.errors.OpError, AssertionError, ValueError) as error:
+                raise ValueError(f"cannot restore {state['checkpoint']} in --model_dir={model_dir}: "
+                                 f"{str(error).splitlines()[0]}") from None
+            first_epoch, first_step = state["epoch"], state.get("step", 0)
+        distributed.check_same_on_workers(strategy, int(searcher.weight_optimizer.iterations.numpy()),
+                                          f"the step resumed from --model_dir={model_dir}")
+        manager = tf.train.CheckpointManager(_checkpoint(searcher), os.path.join(out_dir, CHECKPOINT_DIR), 2)
+        summaries = outputs.SearchSummaries(out_dir)
+        loop = distributed.epoch_loop(strategy)
         genotype = searcher.supernet.genotype()
-        analysis = trajectory.epoch_analysis(searcher.supernet, genotype, trajectory_samples,
-                                             (config.seed, epoch), benchmark)
-        summaries.log_epoch(epoch, logs, {"weights": learning_rate, "arch": config.arch_learning_rate},
-                            searcher.supernet, genotype, analysis)
-        outputs.write_genotype(model_dir, outputs.genotype_record(genotype, searcher.supernet, epoch, stage,
-                                                                  config.ks[stage], analysis))
-        _save_state(model_dir, config, manager, searcher, stage, epoch + 1, 0)
-        print(f"epoch {epoch + 1}/{config.total_epochs} stage {stage + 1} k={config.ks[stage]} "
-              + " ".join(f"{key}={value:.4f}" for key, value in logs.items()) + f" lr={learning_rate:.5f} "
-              + f"genotype={genotype.to_text()}" + trajectory.summary_text(analysis), flush=True)
+        for epoch in range(first_epoch, config.total_epochs):
+            epoch_stage, stage_start = stage_of(config, epoch)
+            if epoch_stage != stage:
+                searcher, stage = next_stage(config, searcher, epoch_stage, strategy), epoch_stage
+                manager = tf.train.CheckpointManager(_checkpoint(searcher), os.path.join(out_dir, CHECKPOINT_DIR),
+                                                     2)
+            searcher.set_arch_updates(epoch - stage_start >= config.arch_warmup_epochs)
+            learning_rate = optim.cosine_learning_rate(epoch, config.total_epochs, config.learning_rate,
+                                                       config.learning_rate_min, config.lr_warmup_epochs)
+            searcher.weight_optimizer.learning_rate = learning_rate
+            dataset, steps = epoch_data(epoch)
+            skip = first_step if epoch == first_epoch else 0
+
+            def save(steps_done, epoch=epoch, manager=manager, searcher=searcher, stage=stage):
+                _save_state(out_dir, config, manager, searcher, stage, epoch, steps_done)
+
+            epoch_callbacks = list(callbacks)
+            if nan_policy == "stop":
+                epoch_callbacks.insert(0, runtime.FiniteLossGuard(f"epoch {epoch + 1}",
+                                                                  lambda manager=manager: manager.latest_checkpoint))
+            if checkpoint_every_steps:
+                epoch_callbacks.append(StepCheckpoint(checkpoint_every_steps, steps, skip, save))
+            logs = loop.fit_epoch(searcher, dataset.skip(skip), steps - skip, epoch, epoch_callbacks, verbose,
+                                  trace_key=searcher.arch_updates)
+            check_finite(logs, epoch)
+            distributed.check_in_sync(strategy, _trained_variables(searcher), "the architecture parameters, "
+                                      f"weights and optimizer states after epoch {epoch + 1}")
+            genotype = searcher.supernet.genotype()
+            analysis = trajectory.epoch_analysis(searcher.supernet, genotype, trajectory_samples,
+                                                 (config.seed, epoch), benchmark)
+            summaries.log_epoch(epoch, logs, {"weights": learning_rate, "arch": config.arch_learning_rate},
+                                searcher.supernet, genotype, analysis)
+            outputs.write_genotype(out_dir, outputs.genotype_record(genotype, searcher.supernet, epoch, stage,
+                                                                    config.ks[stage], analysis))
+            _save_state(out_dir, config, manager, searcher, stage, epoch + 1, 0)
+            if distributed.is_chief(strategy):
+                print(f"epoch {epoch + 1}/{config.total_epochs} stage {stage + 1} k={config.ks[stage]} "
+                      + " ".join(f"{key}={value:.4f}" for key, value in logs.items()) + f" lr={learning_rate:.5f} "
+                      + f"genotype={genotype.to_text()}" + trajectory.summary_text(analysis), flush=True)
     return genotype
 
 

@@ -49,6 +49,9 @@ flags.DEFINE_integer("steps_per_epoch", None, "Cap on steps per epoch, for short
 flags.DEFINE_integer("checkpoint_every_steps", 0, "Also checkpoint every this many steps inside an epoch "
                      "(0: at epoch ends only); a resumed run continues from the step.")
 flags.DEFINE_integer("num_gpus", -1, "GPUs to use with MirroredStrategy (-1: all visible; none: CPU).")
+flags.DEFINE_enum("strategy", "auto", list(config_lib.STRATEGIES), "tf.distribute strategy: mirrored "
+                  "(this host's GPUs), multi_worker (MultiWorkerMirroredStrategy over the TF_CONFIG cluster; "
+                  "docs/distributed.md), or auto: multi_worker when TF_CONFIG describes a cluster.")
 flags.DEFINE_integer("progress", 1, "Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch.")
 
 _TRAIN_FLAGS = ("init_channels", "layers", "cells_per_stage", "epochs", "batch_size", "learning_rate",
@@ -76,11 +79,11 @@ def main(argv):
     if FLAGS.checkpoint_every_steps < 0:
         raise ValueError(f"--checkpoint_every_steps must be 0 or positive, got {FLAGS.checkpoint_every_steps}")
     config = config_from_flags()
-    from drnas_tf import runtime, search_run, train_run
+    from drnas_tf import distributed, runtime, train_run
 
     runtime.configure_threads(FLAGS.intra_op_threads, FLAGS.inter_op_threads)
     runtime.configure_determinism(config.seed, FLAGS.deterministic)
-    strategy = search_run.make_strategy(FLAGS.num_gpus)
+    strategy = distributed.make_strategy(FLAGS.strategy, FLAGS.num_gpus)
     runtime.check_jit_compile(FLAGS.jit_compile, strategy)
     results = train_run.run_train(config, FLAGS.model_dir, flags_text=FLAGS.flags_into_string(),
                                   strategy=strategy, verbose=FLAGS.progress,

@@ -1,7 +1,8 @@
 """Retrains a genotype from scratch: epochs of `fit`, checkpoints, resume, TensorBoard, results.json (SPEC §8).
 
 Each epoch sets the learning rate (cosine, or ImageNet's linear decay, with an optional warm-up) and the
-drop-path probability drop_path_prob * epoch / epochs, then runs one `fit` epoch of the `Trainer`. After every
+drop-path probability drop_path_prob * epoch / epochs, then runs one `fit` epoch of the `Trainer` (under
+MultiWorkerMirroredStrategy, one epoch of distributed.MultiWorkerLoop with the same train_step). After every
 epoch the run saves a checkpoint and then `state.json`, which names it: re-running the same command resumes
 from there (mid-epoch too, with --checkpoint_every_steps). At the end the network is tested on the held-out
 split and `results.json` is written atomically.
@@ -21,7 +22,7 @@ import time
 import keras
 import tensorflow as tf
 
-from drnas_tf import networks, optim, outputs, runtime
+from drnas_tf import distributed, networks, optim, outputs, runtime
 from drnas_tf.search_run import StepCheckpoint, check_finite, prepare_model_dir
 from drnas_tf.trainer import Trainer
 
@@ -126,7 +127,9 @@ def run_train(config, model_dir, epoch_data=None, test_data=None, flags_text="",
 
     Args:
         config: a config.TrainConfig.
-        model_dir: where checkpoints, TensorBoard events and results go.
+        model_dir: where checkpoints, TensorBoard events and results go (under MultiWorkerMirroredStrategy
+            the chief's; the other workers read it to resume and write into a temporary directory,
+            distributed.write_dir).
         epoch_data: epoch -> (dataset, steps): tf.data of (images, labels) global batches and how many steps
             to take (default: the config's dataset, default_data).
         test_data: tf.data of held-out (images, labels) batches (default: the config's eval split).
@@ -134,7 +137,7 @@ def run_train(config, model_dir, epoch_data=None, test_data=None, flags_text="",
         strategy: a tf.distribute strategy (default: the current one).
         verbose: Keras progress output (0, 1 or 2).
         checkpoint_every_steps: also checkpoint inside epochs, every this many steps (0: epoch ends only).
-        callbacks: more Keras callbacks for every epoch's `fit`.
+        callbacks: more Keras callbacks for every epoch's `fit` (or distributed.MultiWorkerLoop's epoch).
         nan_policy: "stop": the first batch with a NaN or Inf loss ends the run with a ValueError and the last
             good checkpoint stays the one resumed; "skip_batch": steps with a non-finite gradient are skipped
             (and counted as skipped_steps in the epoch's logs).
@@ -151,71 +154,91 @@ def run_train(config, model_dir, epoch_data=None, test_data=None, flags_text="",
         default_epochs, default_test = default_data(config)
         epoch_data, test_data = epoch_data or default_epochs, test_data or default_test
     epoch_data(0)  # fail on missing data or a too-large batch before building anything
-    prepare_model_dir(model_dir)
-    state = load_state(model_dir, config)
-    if flags_text:
-        outputs.atomic_write_text(os.path.join(model_dir, "flags.txt"), flags_text)
-    outputs.atomic_write_text(os.path.join(model_dir, CONFIG_FILE), json.dumps(config_record(config), indent=1))
-    keras.utils.set_random_seed(config.seed)
-    trainer = build_trainer(config, strategy, skip_nonfinite=nan_policy == "skip_batch", jit_compile=jit_compile)
-    first_epoch, first_step, train_seconds, logs = 0, 0, 0.0, {}
-    if state:
-        try:
-            _checkpoint(trainer).restore(state["checkpoint"]).assert_existing_objects_matched()
-        except (tf.errors.OpError, AssertionError, ValueError) as error:
-            raise ValueError(f"cannot restore {state['checkpoint']} in --model_dir={model_dir}: "
-                             f"{str(error).splitlines()[0]}") from None
-        first_epoch, first_step, train_seconds = state["epoch"], state["step"], state["train_seconds"]
-        logs = state.get("train_logs", {})
-    manager = tf.train.CheckpointManager(_checkpoint(trainer), os.path.join(model_dir, CHECKPOINT_DIR), 2)
-    writer = tf.summary.create_file_writer(os.path.join(model_dir, "tensorboard"))
-    for epoch in range(first_epoch, config.epochs):
-        learning_rate, drop_prob = learning_rate_at(config, epoch), drop_path_at(config, epoch)
-        trainer.weight_optimizer.learning_rate = learning_rate
-        if hasattr(trainer.network, "set_drop_path_prob"):
-            trainer.network.set_drop_path_prob(drop_prob)
-        dataset, steps = epoch_data(epoch)
-        skip = first_step if epoch == first_epoch else 0
-        started = time.time()
+    with distributed.write_dir(model_dir, strategy) as out_dir:
+        prepare_model_dir(out_dir)
+        state = load_state(model_dir, config)
+        if flags_text:
+            outputs.atomic_write_text(os.path.join(out_dir, "flags.txt"), flags_text)
+        outputs.atomic_write_text(os.path.join(out_dir, CONFIG_FILE), json.dumps(config_record(config), indent=1))
+        keras.utils.set_random_seed(config.seed)
+        trainer = build_trainer(config, strategy, skip_nonfinite=nan_policy == "skip_batch",
+                                jit_compile=jit_compile)
+        first_epoch, first_step, train_seconds, logs = 0, 0, 0.0, {}
+        if state:
+            try:
+                _checkpoint(trainer).restore(state["checkpoint"]).assert_existing_objects_matched()
+            except (tf.errors.OpError, AssertionError, ValueError) as error:
+                raise ValueError(f"cannot restore {state['checkpoint']} in --model_dir={model_dir}: "
+                                 f"{str(error).splitlines()[0]}") from None
+            first_epoch, first_step, train_seconds = state["epoch"], state["step"], state["train_seconds"]
+            logs = state.get("train_logs", {})
+        distributed.check_same_on_workers(strategy, int(trainer.weight_optimizer.iterations.numpy()),
+                                          f"the step resumed from --model_dir={model_dir}")
+        manager = tf.train.CheckpointManager(_checkpoint(trainer), os.path.join(out_dir, CHECKPOINT_DIR), 2)
+        writer = tf.summary.create_file_writer(os.path.join(out_dir, "tensorboard"))
+        loop = distributed.epoch_loop(strategy)
+        for epoch in range(first_epoch, config.epochs):
+            learning_rate, drop_prob = learning_rate_at(config, epoch), drop_path_at(config, epoch)
+            trainer.weight_optimizer.learning_rate = learning_rate
+            if hasattr(trainer.network, "set_drop_path_prob"):
+                trainer.network.set_drop_path_prob(drop_prob)
+            dataset, steps = epoch_data(epoch)
+            skip = first_step if epoch == first_epoch else 0
+            started = time.time()
 
-        def save(steps_done, epoch=epoch, started=started):
-            _save_state(model_dir, config, manager, trainer, epoch, steps_done,
-                        train_seconds + time.time() - started, logs)
+            def save(steps_done, epoch=epoch, started=started):
+                _save_state(out_dir, config, manager, trainer, epoch, steps_done,
+                            train_seconds + time.time() - started, logs)
 
-        epoch_callbacks = list(callbacks)
-        if nan_policy == "stop":
-            epoch_callbacks.insert(0, runtime.FiniteLossGuard(f"epoch {epoch + 1}",
-                                                              lambda manager=manager: manager.latest_checkpoint))
-        if checkpoint_every_steps:
-            epoch_callbacks.append(StepCheckpoint(checkpoint_every_steps, steps, skip, save))
-        history = trainer.fit(dataset.skip(skip), initial_epoch=epoch, epochs=epoch + 1,
-                              steps_per_epoch=steps - skip, verbose=verbose, shuffle=False,
-                              callbacks=epoch_callbacks)
-        train_seconds += time.time() - started
-        logs = {key: float(values[-1]) for key, values in history.history.items()}
-        check_finite(logs, epoch, "lower --learning_rate")
-        with writer.as_default(step=epoch):
-            tf.summary.scalar("train/loss", logs["loss"])
-            tf.summary.scalar("train/accuracy", logs["accuracy"])
-            tf.summary.scalar("learning_rate", learning_rate)
-            tf.summary.scalar("drop_path_prob", drop_prob)
+            epoch_callbacks = list(callbacks)
+            if nan_policy == "stop":
+                epoch_callbacks.insert(0, runtime.FiniteLossGuard(f"epoch {epoch + 1}",
+                                                                  lambda manager=manager: manager.latest_checkpoint))
+            if checkpoint_every_steps:
+                epoch_callbacks.append(StepCheckpoint(checkpoint_every_steps, steps, skip, save))
+            logs = loop.fit_epoch(trainer, dataset.skip(skip), steps - skip, epoch, epoch_callbacks, verbose)
+            train_seconds += time.time() - started
+            check_finite(logs, epoch, "lower --learning_rate")
+            distributed.check_in_sync(strategy, trainer.trainable_variables + trainer.weight_optimizer.variables,
+                                      f"the weights and optimizer state after epoch {epoch + 1}")
+            with writer.as_default(step=epoch):
+                tf.summary.scalar("train/loss", logs["loss"])
+                tf.summary.scalar("train/accuracy", logs["accuracy"])
+                tf.summary.scalar("learning_rate", learning_rate)
+                tf.summary.scalar("drop_path_prob", drop_prob)
+            writer.flush()
+            _save_state(out_dir, config, manager, trainer, epoch + 1, 0, train_seconds, logs)
+            if distributed.is_chief(strategy):
+                print(f"epoch {epoch + 1}/{config.epochs} "
+                      + " ".join(f"{key}={value:.4f}" for key, value in logs.items())
+                      + f" lr={learning_rate:.5f} drop_path={drop_prob:.3f}", flush=True)
+        test = _evaluate(config, trainer, test_data, strategy)
+        with writer.as_default(step=config.epochs):
+            for key in ("loss", "top1", "top5"):
+                tf.summary.scalar(f"test/{key}", test[key])
         writer.flush()
-        _save_state(model_dir, config, manager, trainer, epoch + 1, 0, train_seconds, logs)
-        print(f"epoch {epoch + 1}/{config.epochs} " + " ".join(f"{key}={value:.4f}" for key, value in logs.items())
-              + f" lr={learning_rate:.5f} drop_path={drop_prob:.3f}", flush=True)
-    test = trainer.evaluate(test_data, verbose=0, return_dict=True)
-    with writer.as_default(step=config.epochs):
-        for key in ("loss", "top1", "top5"):
-            tf.summary.scalar(f"test/{key}", test[key])
-    writer.flush()
-    results = {"test_top1": float(test["top1"]), "test_top5": float(test["top5"]), "test_loss": float(test["loss"]),
-               "epochs": config.epochs, "train_seconds": round(train_seconds, 2),
-               "genotype": config.genotype.to_text(), "dataset": config.network.dataset,
-               "eval_split": config.eval_split, "params": trainer.network.count_params_excluding_aux()}
-    if logs:
-        results.update(train_loss=logs["loss"], train_accuracy=logs["accuracy"])
-    outputs.atomic_write_text(os.path.join(model_dir, RESULTS_FILE), json.dumps(results, indent=1))
+        results = {"test_top1": float(test["top1"]), "test_top5": float(test["top5"]),
+                   "test_loss": float(test["loss"]), "epochs": config.epochs, "train_seconds": round(train_seconds, 2),
+                   "genotype": config.genotype.to_text(), "dataset": config.network.dataset,
+                   "eval_split": config.eval_split, "params": trainer.network.count_params_excluding_aux()}
+        if logs:
+            results.update(train_loss=logs["loss"], train_accuracy=logs["accuracy"])
+        outputs.atomic_write_text(os.path.join(out_dir, RESULTS_FILE), json.dumps(results, indent=1))
     return results
+
+
+def _evaluate(config, trainer, test_data, strategy):
+    """{loss, top1, top5} of the trained network on the held-out batches.
+
+    Under MultiWorkerMirroredStrategy (where Keras 3's `evaluate` fails as `fit` does) every worker tests the
+    whole split on a copy of its network outside the strategy: the weights are the same on every worker, the
+    BatchNorm statistics each worker's own (the chief's are the ones saved and reported).
+    """
+    if not distributed.is_multi_worker(strategy):
+        return trainer.evaluate(test_data, verbose=0, return_dict=True)
+    local = build_trainer(config, tf.distribute.get_strategy())
+    local.network.set_weights(trainer.network.get_weights())
+    return local.evaluate(test_data, verbose=0, return_dict=True)
 
 
 def _save_state(model_dir, config, manager, trainer, epoch, step, train_seconds, train_logs):
