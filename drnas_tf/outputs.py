@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from drnas_tf import relax
+from drnas_tf import distributed, relax
 
 GENOTYPE_FILE = "genotype.json"
 STATE_FILE = "state.json"  # where a search or a retraining run records how far it got, beside its checkpoint
@@ -48,6 +48,19 @@ def read_run_state(model_dir, identity, required):
         raise ValueError(f"--model_dir={model_dir} holds a run with other settings ({', '.join(changed)}); "
                          "choose another --model_dir")
     return state
+
+
+def restore_run(checkpoint, state, model_dir, strategy, optimizer):
+    """Restores `checkpoint` from the one `state` (read_run_state) names and checks that every worker resumes
+    from the same `optimizer` step; a checkpoint that cannot be read or does not match gives one line naming it."""
+    if state:
+        try:
+            checkpoint.restore(state["checkpoint"]).assert_existing_objects_matched()
+        except (tf.errors.OpError, AssertionError, ValueError) as error:
+            raise ValueError(f"cannot restore {state['checkpoint']} in --model_dir={model_dir}: "
+                             f"{str(error).splitlines()[0]}") from None
+    distributed.check_same_on_workers(strategy, int(optimizer.iterations.numpy()),
+                                      f"the step resumed from --model_dir={model_dir}")
 
 
 def dirichlet_means(arch_parameters, masks):

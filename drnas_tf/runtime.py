@@ -1,8 +1,9 @@
-"""How a run executes, whatever it trains: determinism and what a NaN or Inf loss does.
+"""How a run executes, whatever it trains: threads, XLA, determinism, and the callbacks of an epoch.
 
-Shared by the entry points (search now; retraining can take the same pieces): `configure_determinism` before
-any op, `check_nan_policy` for --nan_policy (config.NAN_POLICIES), and `FiniteLossGuard` as the first callback of `fit`
-under --nan_policy=stop (under skip_batch the model skips the step itself, see optim.apply_if_finite).
+Shared by search_run and train_run: `configure_threads` and `configure_determinism` before any op,
+`check_jit_compile`, `check_nan_policy` for --nan_policy (config.NAN_POLICIES), and `epoch_callbacks`:
+`FiniteLossGuard` first under --nan_policy=stop (under skip_batch the model skips the step itself, see
+optim.apply_if_finite), `StepCheckpoint` for --checkpoint_every_steps.
 """
 
 import keras
@@ -66,3 +67,27 @@ class FiniteLossGuard(keras.callbacks.Callback):
             raise ValueError(f"non-finite {', '.join(bad)} at step {batch + 1} of {self.where}; stopped, the last "
                              f"good checkpoint ({self.last_checkpoint() or 'none yet'}) is kept (lower "
                              "--learning_rate or --arch_learning_rate, or pass --nan_policy=skip_batch)")
+
+
+class StepCheckpoint(keras.callbacks.Callback):
+    """Calls `save(steps_done)` every `every` steps inside an epoch (the epoch's end saves anyway)."""
+
+    def __init__(self, every, steps, already_done, save):
+        super().__init__()
+        self.every, self.steps, self.already_done, self.save = every, steps, already_done, save
+
+    def on_train_batch_end(self, batch, logs=None):
+        done = self.already_done + batch + 1
+        if done % self.every == 0 and done < self.steps:
+            self.save(done)
+
+
+def epoch_callbacks(extra, epoch, nan_policy, manager, checkpoint_every_steps, steps, skip, save):
+    """One epoch's callbacks: FiniteLossGuard first under --nan_policy=stop (before anything can save the broken
+    state), then `extra`, then StepCheckpoint(save) with --checkpoint_every_steps; `skip` steps are done."""
+    callbacks = list(extra)
+    if nan_policy == "stop":
+        callbacks.insert(0, FiniteLossGuard(f"epoch {epoch + 1}", lambda: manager.latest_checkpoint))
+    if checkpoint_every_steps:
+        callbacks.append(StepCheckpoint(checkpoint_every_steps, steps, skip, save))
+    return callbacks

@@ -112,19 +112,6 @@ def prepare_model_dir(model_dir):
         raise ValueError(f"--model_dir={model_dir} is not writable: {error.strerror}") from None
 
 
-class StepCheckpoint(keras.callbacks.Callback):
-    """Calls `save(steps_done)` every `every` steps inside an epoch (the epoch's end saves anyway)."""
-
-    def __init__(self, every, steps, already_done, save):
-        super().__init__()
-        self.every, self.steps, self.already_done, self.save = every, steps, already_done, save
-
-    def on_train_batch_end(self, batch, logs=None):
-        done = self.already_done + batch + 1
-        if done % self.every == 0 and done < self.steps:
-            self.save(done)
-
-
 def run_search(config, model_dir, epoch_data, flags_text="", strategy=None, verbose=1,
                checkpoint_every_steps=0, callbacks=(), benchmark=None, trajectory_samples=0, nan_policy="stop",
                jit_compile=False):
@@ -164,16 +151,8 @@ def run_search(config, model_dir, epoch_data, flags_text="", strategy=None, verb
         stage = state["stage"] if state else 0
         searcher = build_searcher(config, stage, state["masks"] if state else None, strategy,
                                   skip_nonfinite=nan_policy == "skip_batch", jit_compile=jit_compile)
-        first_epoch, first_step = 0, 0
-        if state:
-            try:
-                _checkpoint(searcher).restore(state["checkpoint"]).assert_existing_objects_matched()
-            except (tf.errors.OpError, AssertionError, ValueError) as error:
-                raise ValueError(f"cannot restore {state['checkpoint']} in --model_dir={model_dir}: "
-                                 f"{str(error).splitlines()[0]}") from None
-            first_epoch, first_step = state["epoch"], state.get("step", 0)
-        distributed.check_same_on_workers(strategy, int(searcher.weight_optimizer.iterations.numpy()),
-                                          f"the step resumed from --model_dir={model_dir}")
+        outputs.restore_run(_checkpoint(searcher), state, model_dir, strategy, searcher.weight_optimizer)
+        first_epoch, first_step = (state["epoch"], state.get("step", 0)) if state else (0, 0)
         manager = tf.train.CheckpointManager(_checkpoint(searcher), os.path.join(out_dir, CHECKPOINT_DIR), 2)
         summaries = outputs.SearchSummaries(out_dir)
         loop = distributed.epoch_loop(strategy)
@@ -194,12 +173,8 @@ def run_search(config, model_dir, epoch_data, flags_text="", strategy=None, verb
             def save(steps_done, epoch=epoch, manager=manager, searcher=searcher, stage=stage):
                 _save_state(out_dir, config, manager, searcher, stage, epoch, steps_done)
 
-            epoch_callbacks = list(callbacks)
-            if nan_policy == "stop":
-                epoch_callbacks.insert(0, runtime.FiniteLossGuard(f"epoch {epoch + 1}",
-                                                                  lambda manager=manager: manager.latest_checkpoint))
-            if checkpoint_every_steps:
-                epoch_callbacks.append(StepCheckpoint(checkpoint_every_steps, steps, skip, save))
+            epoch_callbacks = runtime.epoch_callbacks(callbacks, epoch, nan_policy, manager, checkpoint_every_steps,
+                                                      steps, skip, save)
             logs = loop.fit_epoch(searcher, dataset.skip(skip), steps - skip, epoch, epoch_callbacks, verbose,
                                   trace_key=searcher.arch_updates)
             check_finite(logs, epoch)

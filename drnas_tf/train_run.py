@@ -23,7 +23,7 @@ import keras
 import tensorflow as tf
 
 from drnas_tf import distributed, networks, optim, outputs, runtime
-from drnas_tf.search_run import StepCheckpoint, check_finite, prepare_model_dir
+from drnas_tf.search_run import check_finite, prepare_model_dir
 from drnas_tf.trainer import Trainer
 
 CONFIG_FILE = "train_config.json"
@@ -163,17 +163,11 @@ def run_train(config, model_dir, epoch_data=None, test_data=None, flags_text="",
         keras.utils.set_random_seed(config.seed)
         trainer = build_trainer(config, strategy, skip_nonfinite=nan_policy == "skip_batch",
                                 jit_compile=jit_compile)
+        outputs.restore_run(_checkpoint(trainer), state, model_dir, strategy, trainer.weight_optimizer)
         first_epoch, first_step, train_seconds, logs = 0, 0, 0.0, {}
         if state:
-            try:
-                _checkpoint(trainer).restore(state["checkpoint"]).assert_existing_objects_matched()
-            except (tf.errors.OpError, AssertionError, ValueError) as error:
-                raise ValueError(f"cannot restore {state['checkpoint']} in --model_dir={model_dir}: "
-                                 f"{str(error).splitlines()[0]}") from None
             first_epoch, first_step, train_seconds = state["epoch"], state["step"], state["train_seconds"]
             logs = state.get("train_logs", {})
-        distributed.check_same_on_workers(strategy, int(trainer.weight_optimizer.iterations.numpy()),
-                                          f"the step resumed from --model_dir={model_dir}")
         manager = tf.train.CheckpointManager(_checkpoint(trainer), os.path.join(out_dir, CHECKPOINT_DIR), 2)
         writer = tf.summary.create_file_writer(os.path.join(out_dir, "tensorboard"))
         loop = distributed.epoch_loop(strategy)
@@ -190,12 +184,8 @@ def run_train(config, model_dir, epoch_data=None, test_data=None, flags_text="",
                 _save_state(out_dir, config, manager, trainer, epoch, steps_done,
                             train_seconds + time.time() - started, logs)
 
-            epoch_callbacks = list(callbacks)
-            if nan_policy == "stop":
-                epoch_callbacks.insert(0, runtime.FiniteLossGuard(f"epoch {epoch + 1}",
-                                                                  lambda manager=manager: manager.latest_checkpoint))
-            if checkpoint_every_steps:
-                epoch_callbacks.append(StepCheckpoint(checkpoint_every_steps, steps, skip, save))
+            epoch_callbacks = runtime.epoch_callbacks(callbacks, epoch, nan_policy, manager, checkpoint_every_steps,
+                                                      steps, skip, save)
             logs = loop.fit_epoch(trainer, dataset.skip(skip), steps - skip, epoch, epoch_callbacks, verbose)
             train_seconds += time.time() - started
             check_finite(logs, epoch, "lower --learning_rate")
