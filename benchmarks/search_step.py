@@ -4,6 +4,7 @@
                                                           # fresh process each
     python benchmarks/search_step.py --config=nb201_k4    # one
     python benchmarks/search_step.py --config=nb201_k4 --graph_nodes   # the train-step graph's size only
+    python benchmarks/search_step.py --config=nb201_k4 --mixed_precision=mixed_bfloat16
 
 Synthetic 32x32 images, batch 64 for each of the two halves, architecture updates on; medians over
 `--iterations` after 3 warm-up iterations. `peak_rss_mb` is the process's peak resident memory,
@@ -86,9 +87,12 @@ def graph_nodes(name, batch_size):
 
 
 def measure(name, iterations, batch_size, jit_compile=False, intra_op_threads=0, inter_op_threads=0,
-            disable_graph_optimizer=False):
+            disable_graph_optimizer=False, mixed_precision="float32"):
+    import keras
     import numpy as np
     import tensorflow as tf
+
+    keras.mixed_precision.set_dtype_policy(mixed_precision)
 
     tf.config.threading.set_intra_op_parallelism_threads(intra_op_threads)
     tf.config.threading.set_inter_op_parallelism_threads(inter_op_threads)
@@ -128,6 +132,8 @@ def main():
     parser.add_argument("--intra_op_threads", type=int, default=0, help="0: TensorFlow's default")
     parser.add_argument("--inter_op_threads", type=int, default=0, help="0: TensorFlow's default")
     parser.add_argument("--disable_graph_optimizer", action="store_true", help="turn grappler off")
+    parser.add_argument("--mixed_precision", choices=["float32", "mixed_float16", "mixed_bfloat16"],
+                        default="float32", help="Keras dtype policy of the supernet")
     args = parser.parse_args()
     if not args.config:
         for name in DEFAULT_CONFIGS:  # a fresh process each, so peak memory is the configuration's own
@@ -137,7 +143,8 @@ def main():
         print(json.dumps(graph_nodes(args.config, args.batch_size)), flush=True)
         return
     options = {"jit_compile": args.jit_compile, "intra_op_threads": args.intra_op_threads,
-               "inter_op_threads": args.inter_op_threads, "disable_graph_optimizer": args.disable_graph_optimizer}
+               "inter_op_threads": args.inter_op_threads, "disable_graph_optimizer": args.disable_graph_optimizer,
+               "mixed_precision": args.mixed_precision}
     print(json.dumps({**measure(args.config, args.iterations, args.batch_size, **options), **options}), flush=True)
 
 

@@ -38,8 +38,9 @@ def define_network_flags(supernet=True):
 
 
 def define_execution_flags(run):
-    """How a search or retraining run executes: determinism, NaN policy, CPU threads, XLA. `run` names it in help."""
-    from drnas_tf.config import NAN_POLICIES
+    """How a search or retraining run executes: determinism, NaN policy, CPU threads, precision, XLA. `run`
+    names it in help."""
+    from drnas_tf.config import NAN_POLICIES, PRECISIONS
 
     flags.DEFINE_bool("deterministic", False, "Turn on TF op determinism (tf.config.experimental."
                       f"enable_op_determinism) on top of the seeded data order, augmentation and draws: the same "
@@ -50,6 +51,10 @@ def define_execution_flags(run):
                          "docs/performance.md).")
     flags.DEFINE_integer("inter_op_threads", 0, "Ops run in parallel (0: TensorFlow's default; "
                          "docs/performance.md).")
+    flags.DEFINE_enum("mixed_precision", "float32", list(PRECISIONS),
+                      "Compute dtype of the network: mixed_float16 (with dynamic loss scaling) or mixed_bfloat16 "
+                      f"for GPUs; variables, losses{' and the architecture draws' if run == 'search' else ''} "
+                      "stay float32 (docs/performance.md).")
     flags.DEFINE_bool("jit_compile", False, "Compile the train step with XLA. One device only (XLA cannot "
                       "compile MirroredStrategy's cross-replica step); slower than the default on CPU "
                       "(docs/performance.md).")

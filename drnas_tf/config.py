@@ -113,6 +113,7 @@ _SEARCH_DEFAULTS = {
 }
 METHOD_RELAXATIONS = {"dirichlet": "dirichlet", "darts": "softmax", "gumbel": "gumbel"}
 NAN_POLICIES = ("stop", "skip_batch")  # what a NaN or Inf loss does (runtime.py)
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")  # Keras dtype policies of --mixed_precision
 STRATEGIES = ("auto", "mirrored", "multi_worker")  # --strategy: distributed.make_strategy
 
 

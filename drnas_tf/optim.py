@@ -90,6 +90,41 @@ def linear_learning_rate(epoch, total_epochs, initial, warmup_epochs=0):
     return initial * (total_epochs - epoch) / (decay_epochs * LINEAR_TAIL_EPOCHS)
 
 
+class DynamicLossScale(tf.Module):
+    """Dynamic loss scaling for float16 compute (--mixed_precision=mixed_float16): the loss is multiplied by
+    `scale` before differentiation so small float16 gradients do not flush to zero, and the gradients divided
+    by it again. A step whose gradients overflow is skipped and halves the scale; GROWTH_INTERVAL finite steps
+    in a row double it (the rule of TF's and Keras's LossScaleOptimizer, with their initial scale 2**15).
+
+    Both values are equal on every replica (they follow the all-reduced gradients), so the variables take the
+    first replica's assignment. A tf.Module: tf.train.Checkpoint saves both with the run.
+    """
+
+    INITIAL_SCALE = 2.0**15
+    GROWTH_INTERVAL = 2000
+
+    def __init__(self):
+        super().__init__(name="loss_scale")
+        self.scale = keras.Variable(self.INITIAL_SCALE, dtype="float32", trainable=False,
+                                    aggregation="only_first_replica", name="loss_scale")
+        self.good_steps = keras.Variable(0, dtype="int64", trainable=False, aggregation="only_first_replica",
+                                         name="loss_scale_good_steps")
+
+    def unscale(self, gradients):
+        """The true gradients of gradients taken of `loss * scale` (float32, as the variables are)."""
+        inverse = 1.0 / self.scale
+        return [tf.cast(g, tf.float32) * inverse for g in gradients]
+
+    def update(self, finite):
+        """After a step: halve the scale (floor 1) if its gradients were not `finite`, else count it and
+        double the scale every GROWTH_INTERVAL finite steps in a row."""
+        good_steps = tf.where(finite, self.good_steps + 1, tf.constant(0, tf.int64))
+        grow = good_steps >= self.GROWTH_INTERVAL
+        scale = tf.convert_to_tensor(self.scale)
+        self.scale.assign(tf.where(finite, tf.where(grow, scale * 2.0, scale), tf.maximum(scale / 2.0, 1.0)))
+        self.good_steps.assign(tf.where(grow, tf.constant(0, tf.int64), good_steps))
+
+
 def all_finite(tensors):
     """Scalar bool: every element of every tensor is finite (no NaN, no Inf)."""
     return tf.reduce_all([tf.reduce_all(tf.math.is_finite(tensor)) for tensor in tensors])

@@ -1,16 +1,16 @@
-"""How a run executes, whatever it trains: threads, XLA, determinism, and the callbacks of an epoch.
+"""How a run executes, whatever it trains: threads, precision, XLA, determinism, and the callbacks of an epoch.
 
-Shared by search_run and train_run: `configure_threads` and `configure_determinism` before any op,
-`check_jit_compile`, `check_nan_policy` for --nan_policy (config.NAN_POLICIES), and `epoch_callbacks`:
-`FiniteLossGuard` first under --nan_policy=stop (under skip_batch the model skips the step itself, see
-optim.apply_if_finite), `StepCheckpoint` for --checkpoint_every_steps.
+Shared by search_run and train_run: `configure_threads`, `configure_precision` and `configure_determinism`
+before any op, `check_jit_compile`, `check_nan_policy` for --nan_policy (config.NAN_POLICIES), and
+`epoch_callbacks`: `FiniteLossGuard` first under --nan_policy=stop (under skip_batch the model skips the step
+itself, see optim.apply_if_finite), `StepCheckpoint` for --checkpoint_every_steps.
 """
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from drnas_tf.config import NAN_POLICIES
+from drnas_tf.config import NAN_POLICIES, PRECISIONS
 
 
 def configure_threads(intra_op_threads=0, inter_op_threads=0):
@@ -20,6 +20,16 @@ def configure_threads(intra_op_threads=0, inter_op_threads=0):
             raise ValueError(f"--{name} must be 0 (TensorFlow's default) or positive, got {value}")
     tf.config.threading.set_intra_op_parallelism_threads(intra_op_threads)
     tf.config.threading.set_inter_op_parallelism_threads(inter_op_threads)
+
+
+def configure_precision(policy):
+    """Sets Keras's global dtype policy (--mixed_precision) before any model is built: the networks compute in
+    float16 or bfloat16 with float32 variables; the models keep losses (and the search eta and its draws) in
+    float32 and scale float16 losses (docs/performance.md). Returns the compute dtype."""
+    if policy not in PRECISIONS:
+        raise ValueError(f"--mixed_precision={policy!r} must be one of: {', '.join(PRECISIONS)}")
+    keras.mixed_precision.set_dtype_policy(policy)
+    return keras.mixed_precision.dtype_policy().compute_dtype
 
 
 def check_jit_compile(jit_compile, strategy):

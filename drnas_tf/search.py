@@ -79,11 +79,12 @@ def main(argv):
     if not FLAGS.model_dir:
         raise ValueError("--model_dir is required: where the search writes checkpoints and genotypes")
     config = config_from_flags()
-    from drnas_tf import distributed, runtime, search_run, trajectory
+    from drnas_tf import distributed, runtime, search_run, searcher, trajectory
     from drnas_tf.benchmark import open_benchmark
     from drnas_tf.data.search_data import search_datasets, search_parts
 
     runtime.configure_threads(FLAGS.intra_op_threads, FLAGS.inter_op_threads)
+    searcher.check_precision(config.unrolled, runtime.configure_precision(FLAGS.mixed_precision))
     runtime.configure_determinism(config.seed, FLAGS.deterministic)
     strategy = distributed.make_strategy(FLAGS.strategy, FLAGS.num_gpus)
     runtime.check_jit_compile(FLAGS.jit_compile, strategy)

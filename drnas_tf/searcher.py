@@ -5,6 +5,10 @@ SPEC §2.1: the architecture parameters eta are stepped by Adam (betas 0.5/0.999
 gradient clipped by the global norm of the gradient averaged over replicas. Each pass through the supernet
 draws its own edge weights from a stateless seed made of (base seed, optimizer step, pass, replica), so every
 replica samples independently (as each GPU did under the reference's DataParallel) and runs repeat exactly.
+
+Under a mixed precision policy (--mixed_precision) the supernet computes in float16 or bfloat16 while eta,
+the weights, the relaxation's draws and the losses stay float32; float16 adds dynamic loss scaling
+(optim.DynamicLossScale), whose overflowing steps are skipped.
 """
 
 import keras
@@ -22,6 +26,13 @@ def _cross_entropy(labels, logits):
     return tf.reduce_mean(per_example)
 
 
+def check_precision(unrolled, compute_dtype):
+    """The second-order gradient is not loss-scaled: refuse it with a float16 compute dtype."""
+    if unrolled and compute_dtype == "float16":
+        raise ValueError("--unrolled does not support --mixed_precision=mixed_float16 (its finite-difference "
+                         "step is not loss-scaled); use --mixed_precision=mixed_bfloat16 or float32")
+
+
 class Searcher(keras.Model):
     """Trains a supernet's weights and architecture parameters with `fit` on ((x_t, y_t), (x_v, y_v)) batches.
 
@@ -37,6 +48,9 @@ class Searcher(keras.Model):
         unrolled: use the second-order (one-step unrolled) architecture gradient of DARTS.
         skip_nonfinite: skip an optimizer step whose (all-reduced) gradient holds a NaN or Inf, leave that
             batch out of the metrics and count it in the `skipped_steps` metric (--nan_policy=skip_batch).
+
+    The supernet's dtype policy decides the precision: a float16 compute dtype turns on loss scaling
+    (`loss_scale`, None otherwise), which the second-order gradient does not support.
     """
 
     def __init__(self, supernet, arch_learning_rate=3e-4, reg_type="l2", reg_scale=1e-3,
@@ -45,6 +59,8 @@ class Searcher(keras.Model):
         super().__init__(**kwargs)
         self.unrolled, self.skip_nonfinite = bool(unrolled), bool(skip_nonfinite)
         self.supernet = supernet
+        check_precision(self.unrolled, supernet.compute_dtype)
+        self.loss_scale = optim.DynamicLossScale() if supernet.compute_dtype == "float16" else None
         self.reg_type, self.reg_scale = reg_type, float(reg_scale)
         self.grad_clip, self.arch_grad_clip, self.seed = float(grad_clip), float(arch_grad_clip), int(seed)
         self.arch_optimizer = optim.arch_adam(arch_learning_rate)
@@ -89,16 +105,27 @@ class Searcher(keras.Model):
                 logits = supernet(images, training=True, seed=self.sampling_seed(ARCH_PASS))
                 loss = _cross_entropy(labels, logits)
                 objective = (loss + supernet.regularization_loss(self.reg_type, self.reg_scale)) / replicas
-            gradients = tape.gradient(objective, supernet.arch_variables)
+                objective = self._scaled(objective)
+            gradients = self._unscaled(tape.gradient(objective, supernet.arch_variables))
         applied = self._apply(self.arch_optimizer, optim.clipped_sum_over_replicas(gradients, self.arch_grad_clip),
                               supernet.arch_variables)
         return loss, logits, applied
 
+    def _scaled(self, objective):
+        """The objective to differentiate (inside the tape): times the loss scale when there is one."""
+        return objective if self.loss_scale is None else objective * self.loss_scale.scale
+
+    def _unscaled(self, gradients):
+        """The gradients of a `_scaled` objective, divided by the loss scale again."""
+        return gradients if self.loss_scale is None else self.loss_scale.unscale(gradients)
+
     def _apply(self, optimizer, gradients, variables):
-        """Applies the step (unless skip_nonfinite and a gradient is not finite); returns whether it did."""
-        if self.skip_nonfinite:
+        """Applies the step (unless skip_nonfinite or loss scaling and a gradient is not finite); returns whether
+        it did."""
+        if self.skip_nonfinite or self.loss_scale is not None:
             applied = optim.apply_if_finite(optimizer, gradients, variables)
-            self.skipped_steps.update_state(1.0 - tf.cast(applied, tf.float32))
+            if self.skip_nonfinite:
+                self.skipped_steps.update_state(1.0 - tf.cast(applied, tf.float32))
             return applied
         optimizer.apply(gradients, variables)
         return tf.constant(True)
@@ -159,8 +186,8 @@ class Searcher(keras.Model):
         with tf.GradientTape() as tape:
             logits = supernet(images, training=True, seed=self.sampling_seed(WEIGHT_PASS))
             loss = _cross_entropy(labels, logits)
-            objective = loss / replicas
-        gradients = tape.gradient(objective, supernet.weight_variables)
+            objective = self._scaled(loss / replicas)
+        gradients = self._unscaled(tape.gradient(objective, supernet.weight_variables))
         applied = self._apply(self.weight_optimizer, optim.clipped_sum_over_replicas(gradients, self.grad_clip),
                               supernet.weight_variables)
         return loss, logits, applied
@@ -169,7 +196,8 @@ class Searcher(keras.Model):
         self.traces += 1
         (train_images, train_labels), (valid_images, valid_labels) = data
         moving_statistics = self.supernet.non_trainable_variables
-        saved = optim.snapshot(moving_statistics) if self.skip_nonfinite else None
+        may_skip = self.skip_nonfinite or self.loss_scale is not None
+        saved = optim.snapshot(moving_statistics) if may_skip else None
         all_applied = tf.constant(True)
         if self.arch_updates:
             valid_loss, valid_logits, applied = self.arch_step(valid_images, valid_labels, train_images,
@@ -178,8 +206,10 @@ class Searcher(keras.Model):
             all_applied = applied
         train_loss, train_logits, applied = self.weight_step(train_images, train_labels)
         _update_metrics(self.train_loss, self.train_accuracy, train_loss, train_labels, train_logits, applied)
-        if self.skip_nonfinite:  # a skipped step's batch statistics stay out of the BN moving averages
+        if may_skip:  # a skipped step's batch statistics stay out of the BN moving averages
             optim.restore_unless(tf.logical_and(all_applied, applied), moving_statistics, saved)
+        if self.loss_scale is not None:
+            self.loss_scale.update(tf.logical_and(all_applied, applied))
         trackers = [self.train_loss, self.train_accuracy]
         if self.arch_updates:
             trackers += [self.valid_loss, self.valid_accuracy]

@@ -82,6 +82,7 @@ def main(argv):
     from drnas_tf import distributed, runtime, train_run
 
     runtime.configure_threads(FLAGS.intra_op_threads, FLAGS.inter_op_threads)
+    runtime.configure_precision(FLAGS.mixed_precision)
     runtime.configure_determinism(config.seed, FLAGS.deterministic)
     strategy = distributed.make_strategy(FLAGS.strategy, FLAGS.num_gpus)
     runtime.check_jit_compile(FLAGS.jit_compile, strategy)

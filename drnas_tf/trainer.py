@@ -3,7 +3,8 @@
 The loss is cross-entropy with optional label smoothing, plus `auxiliary_weight` times that of the auxiliary
 head; the gradient is summed over replicas and clipped by its global norm (PyTorch's `clip_grad_norm_` after
 DataParallel), then applied by PyTorch-style SGD. Drop path draws from a stateless seed made of
-(base seed, optimizer step, replica), so a resumed run repeats an uninterrupted one exactly.
+(base seed, optimizer step, replica), so a resumed run repeats an uninterrupted one exactly. A float16
+compute policy (--mixed_precision=mixed_float16) adds dynamic loss scaling (optim.DynamicLossScale).
 """
 
 import keras
@@ -48,6 +49,7 @@ class Trainer(keras.Model):
         self.grad_clip, self.label_smoothing = float(grad_clip), float(label_smoothing)
         self.auxiliary_weight, self.seed = float(auxiliary_weight), int(seed)
         self.skip_nonfinite = bool(skip_nonfinite)
+        self.loss_scale = optim.DynamicLossScale() if network.compute_dtype == "float16" else None
         self.weight_optimizer = optim.TorchSGD(learning_rate, momentum, weight_decay)
         self.weight_optimizer.build(network.trainable_variables)
         self.train_loss = keras.metrics.Mean(name="loss")
@@ -74,7 +76,8 @@ class Trainer(keras.Model):
         network = self.network
         replicas = tf.distribute.get_replica_context().num_replicas_in_sync
         moving_statistics = network.non_trainable_variables
-        saved = optim.snapshot(moving_statistics) if self.skip_nonfinite else None
+        may_skip = self.skip_nonfinite or self.loss_scale is not None
+        saved = optim.snapshot(moving_statistics) if may_skip else None
         with tf.GradientTape() as tape:
             outputs = network(images, training=True, seed=self.step_seed())
             logits, aux_logits = outputs if isinstance(outputs, tuple) else (outputs, None)
@@ -84,28 +87,37 @@ class Trainer(keras.Model):
                 objective += self.auxiliary_weight * smoothed_cross_entropy(labels, aux_logits,
                                                                             self.label_smoothing)
             objective /= replicas  # scaled inside the tape: the optimizer sums the replicas' gradients
+            if self.loss_scale is not None:
+                objective *= self.loss_scale.scale
         gradients = tape.gradient(objective, network.trainable_variables)
         # Weights that cannot reach the output (a node read only by 'none' edges) have no gradient; PyTorch's
         # SGD skips them (no weight decay, no momentum), and so does this step.
         reached = [(g, v) for g, v in zip(gradients, network.trainable_variables) if g is not None]
-        gradients = optim.clipped_sum_over_replicas([g for g, _ in reached], self.grad_clip)
-        if not self.skip_nonfinite:
+        gradients = [g for g, _ in reached]
+        if self.loss_scale is not None:
+            gradients = self.loss_scale.unscale(gradients)
+        gradients = optim.clipped_sum_over_replicas(gradients, self.grad_clip)
+        if not may_skip:
             self.weight_optimizer.apply(gradients, [v for _, v in reached])
             self.train_loss.update_state(loss)
             self.train_accuracy.update_state(labels, logits)
             return {"loss": self.train_loss.result(), "accuracy": self.train_accuracy.result()}
         applied = optim.apply_if_finite(self.weight_optimizer, gradients, [v for _, v in reached])
         optim.restore_unless(applied, moving_statistics, saved)
+        if self.loss_scale is not None:
+            self.loss_scale.update(applied)
         weight = tf.cast(applied, tf.float32)
-        self.skipped_steps.update_state(1.0 - weight)
         self.train_loss.update_state(tf.where(applied, loss, 0.0), sample_weight=weight)
         self.train_accuracy.update_state(labels, logits, sample_weight=tf.fill(tf.shape(labels), weight))
-        return {"loss": self.train_loss.result(), "accuracy": self.train_accuracy.result(),
-                "skipped_steps": self.skipped_steps.result()}
+        logs = {"loss": self.train_loss.result(), "accuracy": self.train_accuracy.result()}
+        if self.skip_nonfinite:
+            self.skipped_steps.update_state(1.0 - weight)
+            logs["skipped_steps"] = self.skipped_steps.result()
+        return logs
 
     def test_step(self, data):
         images, labels = data
-        logits = self.network(images, training=False)
+        logits = tf.cast(self.network(images, training=False), tf.float32)  # in_top_k takes float32 only
         self.test_loss.update_state(smoothed_cross_entropy(labels, logits), sample_weight=tf.shape(labels)[0])
         self.test_top1.update_state(labels, logits)
         self.test_top5.update_state(labels, logits)

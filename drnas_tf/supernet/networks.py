@@ -46,9 +46,11 @@ class Supernet(keras.Model):
                 raise ValueError(f"mask {name!r} has shape {mask.shape}, expected {shapes[name]}")
             if not mask.any(axis=1).all():
                 raise ValueError(f"mask {name!r} prunes every operation of some edge")
-        for name, shape in shapes.items():  # attributes, not a dict: tf.train.Checkpoint skips dict values
+        # Attributes, not a dict: tf.train.Checkpoint skips dict values. Not autocast: under a mixed precision
+        # policy eta and the relaxation's draws stay float32 (the mixed operations cast the drawn weights).
+        for name, shape in shapes.items():
             setattr(self, f"arch_{name}", self.add_weight(
-                name=f"arch_{name}", shape=shape,
+                name=f"arch_{name}", shape=shape, autocast=False,
                 initializer=keras.initializers.RandomNormal(stddev=ARCH_INIT_STDDEV)))
 
     @property

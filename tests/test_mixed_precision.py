@@ -1,0 +1,164 @@
+"""--mixed_precision: a float16/bfloat16 network around float32 eta, draws and losses, and float16's dynamic
+loss scale (an overflowing step is skipped and halves the scale; GROWTH_INTERVAL good steps double it)."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from drnas_tf import optim, runtime
+from drnas_tf.networks.nb201 import Nb201Network
+from drnas_tf.searcher import Searcher
+from drnas_tf.spaces import parse_genotype
+from drnas_tf.supernet import Nb201Supernet
+from drnas_tf.trainer import Trainer
+
+BATCH = 8
+MIXED = ["mixed_float16", "mixed_bfloat16"]
+
+
+@pytest.fixture(autouse=True)
+def float32_afterwards():
+    yield
+    keras.mixed_precision.set_dtype_policy("float32")
+
+
+def batch(seed=0):
+    rng = np.random.default_rng(seed)
+    return tuple((tf.constant(rng.normal(size=(BATCH, 12, 12, 3)), tf.float32),
+                  tf.constant(rng.integers(0, 10, BATCH), tf.int32)) for _ in range(2))
+
+
+def make_searcher(policy, method="dirichlet", strategy=None, unrolled=False):
+    runtime.configure_precision(policy)
+    with (strategy or tf.distribute.get_strategy()).scope():
+        keras.utils.set_random_seed(0)
+        supernet = Nb201Supernet(10, 8, 1, 2, method=method)
+        searcher = Searcher(supernet, arch_learning_rate=0.05, weight_learning_rate=0.1, unrolled=unrolled)
+        searcher.compile(optimizer=searcher.weight_optimizer)
+    searcher.set_arch_updates(True)
+    return searcher
+
+
+def snapshot(searcher):
+    return [v.numpy().copy() for v in searcher.supernet.variables]
+
+
+@pytest.mark.parametrize("policy", MIXED)
+def test_network_computes_in_half_precision_around_float32_eta_and_draws(policy):
+    searcher = make_searcher(policy)
+    supernet, compute = searcher.supernet, policy.split("_")[1]
+    assert {v.dtype for v in supernet.variables} == {"float32"}
+    weights = supernet.edge_weights(tf.constant([1, 2]))
+    assert weights["cell"].dtype == tf.float32  # the Dirichlet draw
+    assert supernet(batch()[0][0], training=False).dtype == compute
+    assert (searcher.loss_scale is not None) == (policy == "mixed_float16")
+    logs = searcher.train_step(batch())
+    assert logs["loss"].dtype == tf.float32 and np.isfinite(float(logs["loss"]))
+
+
+# (policy, bound on |mixed step - float32 step| / |float32 step| for eta, for the weights, least cosine of the
+# two steps). Measured on the 2-core CPU: float16 0.0005 and 0.024; bfloat16 (8-bit mantissa) 0.52 / cos 0.87
+# for eta (Adam's first step is about lr * sign(g), so tiny gradient entries flip) and 0.23 / cos 0.97 for the
+# weights.
+STEP_BOUNDS = [("mixed_float16", 0.01, 0.05, 0.99), ("mixed_bfloat16", 1.0, 0.4, 0.6)]
+
+
+@pytest.mark.parametrize("policy, eta_bound, weight_bound, least_cosine", STEP_BOUNDS)
+def test_one_step_moves_eta_and_weights_as_float32_does(policy, eta_bound, weight_bound, least_cosine):
+    # softmax: no sampling, so the two precisions differ only by rounding.
+    reference = make_searcher("float32", method="softmax")
+    mixed = make_searcher(policy, method="softmax")
+    before = snapshot(reference)
+    np.testing.assert_array_equal(before[0], snapshot(mixed)[0])
+    for searcher in (reference, mixed):
+        searcher.train_step(batch())
+    for name, searcher in (("reference", reference), ("mixed", mixed)):
+        assert int(searcher.arch_optimizer.iterations) == 1 and int(searcher.weight_optimizer.iterations) == 1, name
+    arch = {id(v) for v in reference.supernet.arch_variables}
+    weights = {id(v) for v in reference.supernet.trainable_variables} - arch
+    for part, bound in ((arch, eta_bound), (weights, weight_bound)):
+        positions = [i for i, v in enumerate(reference.supernet.variables) if id(v) in part]
+        steps = [np.concatenate([(model.supernet.variables[i].numpy() - before[i]).ravel() for i in positions])
+                 for model in (reference, mixed)]
+        norms = [np.linalg.norm(step) for step in steps]
+        assert norms[0] > 1e-3
+        assert np.linalg.norm(steps[1] - steps[0]) < bound * norms[0]
+        assert steps[0] @ steps[1] > least_cosine * norms[0] * norms[1]
+    if policy == "mixed_float16":
+        assert float(mixed.loss_scale.scale) == optim.DynamicLossScale.INITIAL_SCALE
+        assert int(mixed.loss_scale.good_steps) == 1
+
+
+def test_overflow_skips_the_step_and_halves_the_scale_which_the_checkpoint_keeps(tmp_path):
+    searcher = make_searcher("mixed_float16")
+    searcher.loss_scale.scale.assign(3e38)  # loss * scale overflows float32: every gradient is Inf or NaN
+    searcher.loss_scale.good_steps.assign(7)
+    before = snapshot(searcher)  # eta, weights and the BN moving statistics
+    searcher.train_step(batch())
+    for b, v in zip(before, searcher.supernet.variables):
+        np.testing.assert_array_equal(b, v.numpy(), err_msg=v.path)
+    assert float(searcher.loss_scale.scale) == pytest.approx(1.5e38)
+    assert int(searcher.loss_scale.good_steps) == 0
+    assert int(searcher.weight_optimizer.iterations) == 0 and int(searcher.arch_optimizer.iterations) == 0
+
+    from drnas_tf.search_run import _checkpoint
+
+    path = _checkpoint(searcher).save(str(tmp_path / "ckpt"))
+    restored = make_searcher("mixed_float16")
+    _checkpoint(restored).restore(path).assert_existing_objects_matched()
+    assert float(restored.loss_scale.scale) == pytest.approx(1.5e38)
+
+
+def test_scale_doubles_after_the_growth_interval_and_never_falls_below_one():
+    searcher = make_searcher("mixed_float16")
+    scale = searcher.loss_scale
+    scale.good_steps.assign(optim.DynamicLossScale.GROWTH_INTERVAL - 1)
+    searcher.train_step(batch())
+    assert float(scale.scale) == 2 * optim.DynamicLossScale.INITIAL_SCALE and int(scale.good_steps) == 0
+    scale.scale.assign(1.0)
+    scale.update(tf.constant(False))
+    assert float(scale.scale) == 1.0
+
+
+def test_two_replicas_keep_one_loss_scale_and_identical_variables():
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"],
+                                              cross_device_ops=tf.distribute.ReductionToOneDevice())
+    searcher = make_searcher("mixed_float16", strategy=strategy)
+    data = strategy.experimental_distribute_dataset(
+        tf.data.Dataset.from_tensors(tuple((tf.concat([x, x], 0), tf.concat([y, y], 0)) for x, y in batch())))
+    step = tf.function(lambda inputs: strategy.run(searcher.train_step, args=(inputs,)))
+    for inputs in data:
+        step(inputs)
+    per_replica = {}
+    for variable in (searcher.loss_scale.scale, searcher.loss_scale.good_steps, *searcher.supernet.arch_variables):
+        per_replica[variable.path] = [r.numpy() for r in variable.value.values]
+        assert len(per_replica[variable.path]) == 2
+        np.testing.assert_array_equal(*per_replica[variable.path])
+    assert per_replica[searcher.loss_scale.good_steps.path][0] == 1
+
+
+def test_unrolled_is_refused_with_float16_only():
+    with pytest.raises(ValueError, match="--unrolled does not support --mixed_precision=mixed_float16"):
+        make_searcher("mixed_float16", unrolled=True)
+    assert make_searcher("mixed_bfloat16", unrolled=True).loss_scale is None
+
+
+def test_retraining_step_is_loss_scaled_and_skips_an_overflow():
+    runtime.configure_precision("mixed_float16")
+    keras.utils.set_random_seed(0)
+    network = Nb201Network(parse_genotype("|nor_conv_3x3~0|+|skip_connect~0|nor_conv_3x3~1|+|skip_connect~0|"
+                                          "none~1|nor_conv_1x1~2|"), 10, init_channels=8, cells_per_stage=1)
+    trainer = Trainer(network, learning_rate=0.1)
+    trainer.compile(optimizer=trainer.weight_optimizer)
+    images, labels = batch()[0]
+    assert network(images).dtype == tf.float16
+    trainer.train_step((images, labels))
+    assert int(trainer.weight_optimizer.iterations) == 1 and int(trainer.loss_scale.good_steps) == 1
+    trainer.loss_scale.scale.assign(3e38)
+    before = [v.numpy().copy() for v in network.variables]
+    logs = trainer.train_step((images, labels))
+    assert int(trainer.weight_optimizer.iterations) == 1 and float(trainer.loss_scale.scale) == pytest.approx(1.5e38)
+    for b, v in zip(before, network.variables):
+        np.testing.assert_array_equal(b, v.numpy(), err_msg=v.path)
+    assert "skipped_steps" not in logs  # counted only under --nan_policy=skip_batch
