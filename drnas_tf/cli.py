@@ -53,7 +53,7 @@ def define_execution_flags(run):
                          "docs/performance.md).")
     flags.DEFINE_enum("mixed_precision", "float32", list(PRECISIONS),
                       "Compute dtype of the network: mixed_float16 (with dynamic loss scaling) or mixed_bfloat16 "
-                      f"for GPUs; variables, losses{' and the architecture draws' if run == 'search' else ''} "
+                      f"for GPUs; variables{', losses and the architecture draws' if run == 'search' else ' and losses'} "
                       "stay float32 (docs/performance.md).")
     flags.DEFINE_bool("jit_compile", False, "Compile the train step with XLA. One device only (XLA cannot "
                       "compile MirroredStrategy's cross-replica step); slower than the default on CPU "
