@@ -91,6 +91,26 @@ def test_avg_pool_excludes_padding():
     np.testing.assert_allclose(out, expected, rtol=1e-6)
 
 
+@pytest.mark.parametrize("channels,size", [(4, (7, 5)), (3, (1, 6)), (ops.NARROW_CHANNELS, (6, 9))])
+def test_avg_pool_gradient_matches_analytic_value(channels, size):
+    # Below NARROW_CHANNELS the gradient is built from forward pools; it must equal d/dx of the average.
+    height, width = size
+    x = tf.constant(random_images(height, width, channels))
+    dy = np.random.default_rng(3).normal(size=x.shape).astype(np.float32)
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        out = ops.avg_pool(x, 3, 1, padding=1)
+    grad = tape.gradient(out, x, output_gradients=tf.constant(dy)).numpy()
+    expected = np.zeros_like(grad)
+    for i in range(height):
+        for j in range(width):
+            rows, cols = slice(max(i - 1, 0), i + 2), slice(max(j - 1, 0), j + 2)
+            count = len(range(height)[rows]) * len(range(width)[cols])
+            expected[:, rows, cols, :] += dy[:, i:i + 1, j:j + 1, :] / count
+    np.testing.assert_allclose(grad, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_array_equal(ops.window_counts(3, 2, 3)[0, :, :, 0], [[4, 4], [6, 6], [4, 4]])
+
+
 def test_stride2_pools_pad_symmetrically_like_pytorch():
     # PyTorch MaxPool2d(3, 2, padding=1) on a 4x4 ramp picks windows centred on rows/cols 0 and 2.
     x = tf.reshape(tf.range(16, dtype=tf.float32), [1, 4, 4, 1])

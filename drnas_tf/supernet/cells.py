@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from drnas_tf import ops
 from drnas_tf.spaces import darts, nb201
-from drnas_tf.supernet.mixed_op import MixedOp
+from drnas_tf.supernet.mixed_op import MixedOp, node_sum
 
 BYPASS_MODES = ("sum", "mean")
 
@@ -47,11 +47,11 @@ class DartsSearchCell(ops.Block):
         weights = tf.unstack(weights, num=len(darts.EDGES))  # one op rather than a slice per edge
         edge = 0
         for node in range(darts.STEPS):
-            inputs = []
+            parts = []
             for state in states:
-                inputs.append(self.edges[edge](state, weights[edge], training=training))
+                parts.append(self.edges[edge](state, weights[edge], training=training, combine=False))
                 edge += 1
-            states.append(tf.add_n(inputs))
+            states.append(node_sum(parts, self.k))
         return tf.concat(states[2:], axis=-1)
 
     def get_config(self):
@@ -92,9 +92,9 @@ class Nb201SearchCell(ops.Block):
         nodes = [x]
         weights = tf.unstack(weights, num=len(nb201.EDGE_INPUTS))  # one op rather than a slice per edge
         for node in range(1, nb201.NUM_NODES):
-            nodes.append(tf.add_n([
-                self.edges[e](nodes[source], weights[e], training=training)
-                for e, (target, source) in enumerate(nb201.EDGE_INPUTS) if target == node]))
+            nodes.append(node_sum([
+                self.edges[e](nodes[source], weights[e], training=training, combine=False)
+                for e, (target, source) in enumerate(nb201.EDGE_INPUTS) if target == node], self.k))
         return nodes[-1]
 
     def get_config(self):

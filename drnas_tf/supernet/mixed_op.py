@@ -40,8 +40,12 @@ class MixedOp(ops.Block):
         computed = tuple(j for j, op in enumerate(self.ops) if not isinstance(op, ops.Zero))
         self.computed = computed or tuple(range(len(self.ops)))  # positions in self.ops
 
-    def call(self, x, weights, training=False):
-        """x: [b, h, w, channels]; weights: [len(candidates)] mixing weights of this edge."""
+    def call(self, x, weights, training=False, combine=True):
+        """x: [b, h, w, channels]; weights: [len(candidates)] mixing weights of this edge.
+
+        combine=False returns the pair (mixed, bypass) unshuffled (bypass is None when k = 1), for
+        `node_sum`, which joins all the edges into a node with one concat and one shuffle.
+        """
         # One Unpack and one Split (gradients: one Pack, one Concat) rather than a slice per operation.
         weights = tf.unstack(tf.cast(weights, x.dtype), num=len(self.candidates))
         if self.k == 1:
@@ -49,15 +53,28 @@ class MixedOp(ops.Block):
         else:
             partial, bypass = tf.split(x, [self.partial_channels, self.channels - self.partial_channels], axis=-1)
         mixed = tf.add_n([weights[self.active[j]] * self.ops[j](partial, training=training) for j in self.computed])
-        if bypass is None:
-            return mixed
-        if self.stride > 1:
-            bypass = ops.max_pool(bypass, 2, 2, ceil_mode=True)
-        if self.bypass_scale != 1.0:
-            bypass = bypass * self.bypass_scale
-        return ops.channel_shuffle(tf.concat([mixed, bypass], axis=-1), self.k)
+        if bypass is not None:
+            if self.stride > 1:
+                bypass = ops.max_pool(bypass, 2, 2, ceil_mode=True)
+            if self.bypass_scale != 1.0:
+                bypass = bypass * self.bypass_scale
+        return node_sum([(mixed, bypass)], self.k) if combine else (mixed, bypass)
 
     def get_config(self):
         return {**super().get_config(), "space": self.space, "candidates": list(self.candidates),
                 "mask": list(self.mask), "channels": self.channels, "stride": self.stride, "k": self.k,
                 "bypass_scale": self.bypass_scale}
+
+
+def node_sum(parts, k):
+    """Sum of the edge outputs entering a node, from their (mixed, bypass) pairs (`MixedOp(combine=False)`).
+
+    Concat and channel shuffle are linear and the same for every edge, so the sum of the shuffled concats is
+    the shuffled concat of the sums: the same numbers, with one concat and one shuffle per node instead of
+    one per edge (fewer graph nodes and buffers; docs/performance.md).
+    """
+    mixed = tf.add_n([m for m, _ in parts])
+    if k == 1:
+        return mixed
+    bypass = tf.add_n([b for _, b in parts])
+    return ops.channel_shuffle(tf.concat([mixed, bypass], axis=-1), k)

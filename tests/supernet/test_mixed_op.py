@@ -113,3 +113,30 @@ def test_nb201_bypass_sum_grows_about_fourfold_per_cell_and_mean_does_not():
 def test_nb201_cell_config_round_trip():
     cell = Nb201SearchCell(C, 2, np.ones((6, 5), bool), "mean")
     check_layer(cell, random_images(7, 5, channels=C), (2, 7, 5, C), call_kwargs={"weights": tf.fill([6, 5], 0.2)})
+
+
+@pytest.mark.parametrize("k", [1, 4])
+def test_cells_sum_each_node_as_the_sum_of_its_shuffled_edge_outputs(k):
+    """The cells join a node's edges with one concat and one shuffle (node_sum); the result must be the
+    sum of each edge's own shuffled output, as in the reference."""
+    weights = np.stack([edge_weights(7, seed=i) for i in range(14)])
+    cell = DartsSearchCell(C, C, C, True, False, k, np.ones((14, 7), bool))
+    s0, s1 = random_images(9, 7, channels=C), random_images(9, 7, channels=C)
+    out = cell(s0, s1, tf.constant(weights)).numpy()
+    states = [cell.preprocess0(s0), cell.preprocess1(s1)]
+    edge = 0
+    for _ in range(darts.STEPS):
+        total = 0
+        for state in list(states):
+            total = total + cell.edges[edge](state, tf.constant(weights[edge])).numpy()
+            edge += 1
+        states.append(total)
+    np.testing.assert_allclose(out, np.concatenate(states[2:], axis=-1), rtol=1e-6, atol=1e-6)
+
+    weights = np.stack([edge_weights(5, seed=i) for i in range(6)])
+    cell = Nb201SearchCell(C, k, np.ones((6, 5), bool), "mean")
+    nodes = [random_images(7, 5, channels=C)]
+    for node in range(1, nb201.NUM_NODES):
+        nodes.append(sum(cell.edges[e](nodes[source], tf.constant(weights[e])).numpy()
+                         for e, (target, source) in enumerate(nb201.EDGE_INPUTS) if target == node))
+    np.testing.assert_allclose(cell(nodes[0], tf.constant(weights)).numpy(), nodes[-1], rtol=1e-6, atol=1e-6)
