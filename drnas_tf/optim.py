@@ -102,6 +102,7 @@ class DynamicLossScale(tf.Module):
 
     INITIAL_SCALE = 2.0**15
     GROWTH_INTERVAL = 2000
+    may_skip = True  # an overflowing step is skipped
 
     def __init__(self):
         super().__init__(name="loss_scale")
@@ -110,8 +111,12 @@ class DynamicLossScale(tf.Module):
         self.good_steps = keras.Variable(0, dtype="int64", trainable=False, aggregation="only_first_replica",
                                          name="loss_scale_good_steps")
 
+    def scaled(self, objective):
+        """The objective to differentiate: times the scale."""
+        return objective * self.scale
+
     def unscale(self, gradients):
-        """The true gradients of gradients taken of `loss * scale` (float32, as the variables are)."""
+        """The true gradients of gradients taken of `scaled(objective)` (float32, as the variables are)."""
         inverse = 1.0 / self.scale
         return [tf.cast(g, tf.float32) * inverse for g in gradients]
 
@@ -123,6 +128,29 @@ class DynamicLossScale(tf.Module):
         scale = tf.convert_to_tensor(self.scale)
         self.scale.assign(tf.where(finite, tf.where(grow, scale * 2.0, scale), tf.maximum(scale / 2.0, 1.0)))
         self.good_steps.assign(tf.where(grow, tf.constant(0, tf.int64), good_steps))
+
+
+class NoLossScale(tf.Module):
+    """The loss scale of float32 and bfloat16 compute, which need none: no variables, never skips a step."""
+
+    may_skip = False
+
+    def __init__(self):
+        super().__init__(name="loss_scale")
+
+    def scaled(self, objective):
+        return objective
+
+    def unscale(self, gradients):
+        return gradients
+
+    def update(self, finite):
+        del finite  # nothing to adapt
+
+
+def loss_scale_for(compute_dtype):
+    """DynamicLossScale for float16 compute (its small range flushes gradients to zero), else NoLossScale."""
+    return DynamicLossScale() if compute_dtype == "float16" else NoLossScale()
 
 
 def all_finite(tensors):

@@ -69,16 +69,14 @@ def next_stage(config, searcher, stage, strategy):
     for source, target in zip(searcher.arch_optimizer.variables, successor.arch_optimizer.variables):
         target.assign(source.numpy())
     successor.weight_optimizer.iterations.assign(searcher.weight_optimizer.iterations.numpy())
-    if searcher.loss_scale is not None:
-        for source, target in zip(searcher.loss_scale.variables, successor.loss_scale.variables):
-            target.assign(source.numpy())
+    for source, target in zip(searcher.loss_scale.variables, successor.loss_scale.variables):
+        target.assign(source.numpy())
     return successor
 
 
 def _checkpoint(searcher):
-    loss_scale = {"loss_scale": searcher.loss_scale} if searcher.loss_scale is not None else {}
     return tf.train.Checkpoint(supernet=searcher.supernet, arch_optimizer=searcher.arch_optimizer,
-                               weight_optimizer=searcher.weight_optimizer, **loss_scale)
+                               weight_optimizer=searcher.weight_optimizer, loss_scale=searcher.loss_scale)
 
 
 def _trained_variables(searcher):

@@ -50,7 +50,8 @@ class Searcher(keras.Model):
             batch out of the metrics and count it in the `skipped_steps` metric (--nan_policy=skip_batch).
 
     The supernet's dtype policy decides the precision: a float16 compute dtype turns on loss scaling
-    (`loss_scale`, None otherwise), which the second-order gradient does not support.
+    (`loss_scale`, an optim.DynamicLossScale; optim.NoLossScale otherwise), which the second-order gradient
+    does not support.
     """
 
     def __init__(self, supernet, arch_learning_rate=3e-4, reg_type="l2", reg_scale=1e-3,
@@ -60,7 +61,7 @@ class Searcher(keras.Model):
         self.unrolled, self.skip_nonfinite = bool(unrolled), bool(skip_nonfinite)
         self.supernet = supernet
         check_precision(self.unrolled, supernet.compute_dtype)
-        self.loss_scale = optim.DynamicLossScale() if supernet.compute_dtype == "float16" else None
+        self.loss_scale = optim.loss_scale_for(supernet.compute_dtype)
         self.reg_type, self.reg_scale = reg_type, float(reg_scale)
         self.grad_clip, self.arch_grad_clip, self.seed = float(grad_clip), float(arch_grad_clip), int(seed)
         self.arch_optimizer = optim.arch_adam(arch_learning_rate)
@@ -105,24 +106,16 @@ class Searcher(keras.Model):
                 logits = supernet(images, training=True, seed=self.sampling_seed(ARCH_PASS))
                 loss = _cross_entropy(labels, logits)
                 objective = (loss + supernet.regularization_loss(self.reg_type, self.reg_scale)) / replicas
-                objective = self._scaled(objective)
-            gradients = self._unscaled(tape.gradient(objective, supernet.arch_variables))
+                objective = self.loss_scale.scaled(objective)
+            gradients = self.loss_scale.unscale(tape.gradient(objective, supernet.arch_variables))
         applied = self._apply(self.arch_optimizer, optim.clipped_sum_over_replicas(gradients, self.arch_grad_clip),
                               supernet.arch_variables)
         return loss, logits, applied
 
-    def _scaled(self, objective):
-        """The objective to differentiate (inside the tape): times the loss scale when there is one."""
-        return objective if self.loss_scale is None else objective * self.loss_scale.scale
-
-    def _unscaled(self, gradients):
-        """The gradients of a `_scaled` objective, divided by the loss scale again."""
-        return gradients if self.loss_scale is None else self.loss_scale.unscale(gradients)
-
     def _apply(self, optimizer, gradients, variables):
         """Applies the step (unless skip_nonfinite or loss scaling and a gradient is not finite); returns whether
         it did."""
-        if self.skip_nonfinite or self.loss_scale is not None:
+        if self.skip_nonfinite or self.loss_scale.may_skip:
             applied = optim.apply_if_finite(optimizer, gradients, variables)
             if self.skip_nonfinite:
                 self.skipped_steps.update_state(1.0 - tf.cast(applied, tf.float32))
@@ -186,8 +179,8 @@ class Searcher(keras.Model):
         with tf.GradientTape() as tape:
             logits = supernet(images, training=True, seed=self.sampling_seed(WEIGHT_PASS))
             loss = _cross_entropy(labels, logits)
-            objective = self._scaled(loss / replicas)
-        gradients = self._unscaled(tape.gradient(objective, supernet.weight_variables))
+            objective = self.loss_scale.scaled(loss / replicas)
+        gradients = self.loss_scale.unscale(tape.gradient(objective, supernet.weight_variables))
         applied = self._apply(self.weight_optimizer, optim.clipped_sum_over_replicas(gradients, self.grad_clip),
                               supernet.weight_variables)
         return loss, logits, applied
@@ -196,7 +189,7 @@ class Searcher(keras.Model):
         self.traces += 1
         (train_images, train_labels), (valid_images, valid_labels) = data
         moving_statistics = self.supernet.non_trainable_variables
-        may_skip = self.skip_nonfinite or self.loss_scale is not None
+        may_skip = self.skip_nonfinite or self.loss_scale.may_skip
         saved = optim.snapshot(moving_statistics) if may_skip else None
         all_applied = tf.constant(True)
         if self.arch_updates:
@@ -208,8 +201,7 @@ class Searcher(keras.Model):
         _update_metrics(self.train_loss, self.train_accuracy, train_loss, train_labels, train_logits, applied)
         if may_skip:  # a skipped step's batch statistics stay out of the BN moving averages
             optim.restore_unless(tf.logical_and(all_applied, applied), moving_statistics, saved)
-        if self.loss_scale is not None:
-            self.loss_scale.update(tf.logical_and(all_applied, applied))
+        self.loss_scale.update(tf.logical_and(all_applied, applied))
         trackers = [self.train_loss, self.train_accuracy]
         if self.arch_updates:
             trackers += [self.valid_loss, self.valid_accuracy]

@@ -90,8 +90,8 @@ def load_state(model_dir, config):
 
 
 def _checkpoint(trainer):
-    loss_scale = {"loss_scale": trainer.loss_scale} if trainer.loss_scale is not None else {}
-    return tf.train.Checkpoint(network=trainer.network, optimizer=trainer.weight_optimizer, **loss_scale)
+    return tf.train.Checkpoint(network=trainer.network, optimizer=trainer.weight_optimizer,
+                               loss_scale=trainer.loss_scale)
 
 
 def restore_network(network, checkpoint_path):

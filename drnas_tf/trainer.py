@@ -49,7 +49,7 @@ class Trainer(keras.Model):
         self.grad_clip, self.label_smoothing = float(grad_clip), float(label_smoothing)
         self.auxiliary_weight, self.seed = float(auxiliary_weight), int(seed)
         self.skip_nonfinite = bool(skip_nonfinite)
-        self.loss_scale = optim.DynamicLossScale() if network.compute_dtype == "float16" else None
+        self.loss_scale = optim.loss_scale_for(network.compute_dtype)
         self.weight_optimizer = optim.TorchSGD(learning_rate, momentum, weight_decay)
         self.weight_optimizer.build(network.trainable_variables)
         self.train_loss = keras.metrics.Mean(name="loss")
@@ -76,7 +76,7 @@ class Trainer(keras.Model):
         network = self.network
         replicas = tf.distribute.get_replica_context().num_replicas_in_sync
         moving_statistics = network.non_trainable_variables
-        may_skip = self.skip_nonfinite or self.loss_scale is not None
+        may_skip = self.skip_nonfinite or self.loss_scale.may_skip
         saved = optim.snapshot(moving_statistics) if may_skip else None
         with tf.GradientTape() as tape:
             outputs = network(images, training=True, seed=self.step_seed())
@@ -86,16 +86,13 @@ class Trainer(keras.Model):
             if aux_logits is not None:
                 objective += self.auxiliary_weight * smoothed_cross_entropy(labels, aux_logits,
                                                                             self.label_smoothing)
-            objective /= replicas  # scaled inside the tape: the optimizer sums the replicas' gradients
-            if self.loss_scale is not None:
-                objective *= self.loss_scale.scale
+            # Divided inside the tape (the optimizer sums the replicas' gradients), times the loss scale.
+            objective = self.loss_scale.scaled(objective / replicas)
         gradients = tape.gradient(objective, network.trainable_variables)
         # Weights that cannot reach the output (a node read only by 'none' edges) have no gradient; PyTorch's
         # SGD skips them (no weight decay, no momentum), and so does this step.
         reached = [(g, v) for g, v in zip(gradients, network.trainable_variables) if g is not None]
-        gradients = [g for g, _ in reached]
-        if self.loss_scale is not None:
-            gradients = self.loss_scale.unscale(gradients)
+        gradients = self.loss_scale.unscale([g for g, _ in reached])
         gradients = optim.clipped_sum_over_replicas(gradients, self.grad_clip)
         if not may_skip:
             self.weight_optimizer.apply(gradients, [v for _, v in reached])
@@ -104,8 +101,7 @@ class Trainer(keras.Model):
             return {"loss": self.train_loss.result(), "accuracy": self.train_accuracy.result()}
         applied = optim.apply_if_finite(self.weight_optimizer, gradients, [v for _, v in reached])
         optim.restore_unless(applied, moving_statistics, saved)
-        if self.loss_scale is not None:
-            self.loss_scale.update(applied)
+        self.loss_scale.update(applied)
         weight = tf.cast(applied, tf.float32)
         self.train_loss.update_state(tf.where(applied, loss, 0.0), sample_weight=weight)
         self.train_accuracy.update_state(labels, logits, sample_weight=tf.fill(tf.shape(labels), weight))

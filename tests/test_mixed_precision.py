@@ -52,7 +52,8 @@ def test_network_computes_in_half_precision_around_float32_eta_and_draws(policy)
     weights = supernet.edge_weights(tf.constant([1, 2]))
     assert weights["cell"].dtype == tf.float32  # the Dirichlet draw
     assert supernet(batch()[0][0], training=False).dtype == compute
-    assert (searcher.loss_scale is not None) == (policy == "mixed_float16")
+    assert isinstance(searcher.loss_scale, optim.DynamicLossScale) == (policy == "mixed_float16")
+    assert searcher.loss_scale.may_skip == (policy == "mixed_float16")
     logs = searcher.train_step(batch())
     assert logs["loss"].dtype == tf.float32 and np.isfinite(float(logs["loss"]))
 
@@ -141,7 +142,7 @@ def test_two_replicas_keep_one_loss_scale_and_identical_variables():
 def test_unrolled_is_refused_with_float16_only():
     with pytest.raises(ValueError, match="--unrolled does not support --mixed_precision=mixed_float16"):
         make_searcher("mixed_float16", unrolled=True)
-    assert make_searcher("mixed_bfloat16", unrolled=True).loss_scale is None
+    assert make_searcher("mixed_bfloat16", unrolled=True).loss_scale.variables == ()
 
 
 def test_retraining_step_is_loss_scaled_and_skips_an_overflow():
