@@ -179,8 +179,8 @@ def avg_pool(x, kernel_size, stride, padding=0, ceil_mode=False):
     return sums / counts
 
 
-# oneDNN's AvgPoolGrad is slow below 16 channels on AVX-512 (it pads channels to blocks of 16): 2.6 ms
-# against 0.8 ms for _narrow_avg_pool's gradient at [64, 32, 32, 4], level at 16 (docs/performance.md).
+# Below 16 channels oneDNN's AvgPoolGrad is slow on the project's AVX-512 CPU (forward + backward at
+# [64, 32, 32, 4]: 2.6 ms, against 0.8 ms with _narrow_avg_pool); level at 16, faster above (docs/performance.md).
 NARROW_CHANNELS = 16
 
 
