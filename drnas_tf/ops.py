@@ -10,7 +10,6 @@ the reference code fails (docs/differences.md).
 import math
 
 import keras
-import numpy as np
 import tensorflow as tf
 
 BN_MOMENTUM = 0.9  # Keras momentum 0.9 == PyTorch momentum 0.1
@@ -174,33 +173,32 @@ def avg_pool(x, kernel_size, stride, padding=0, ceil_mode=False):
     if not any(pads):
         return tf.nn.avg_pool2d(x, kernel_size, stride, "VALID")
     sums = tf.nn.avg_pool2d(pad_spatial(x, *pads), kernel_size, stride, "VALID")
-    ones = tf.ones([1, height, width, 1], dtype=x.dtype)
-    counts = tf.nn.avg_pool2d(pad_spatial(ones, *pads), kernel_size, stride, "VALID")
-    return sums / counts
+    return sums / _real_fraction(height, width, kernel_size, stride, pads, x.dtype)
+
+
+def _real_fraction(height, width, kernel_size, stride, pads, dtype):
+    """[1, h_out, w_out, 1]: the fraction of each pooling window that covers real (unpadded) inputs."""
+    ones = tf.ones([1, height, width, 1], dtype=dtype)
+    return tf.nn.avg_pool2d(pad_spatial(ones, *pads), kernel_size, stride, "VALID")
 
 
 # Below 16 channels oneDNN's AvgPoolGrad is slow on the project's AVX-512 CPU (forward + backward at
-# [64, 32, 32, 4]: 2.6 ms, against 0.8 ms with _narrow_avg_pool); level at 16, faster above (docs/performance.md).
+# [64, 32, 32, 4]: 1.8 ms, against 0.7 ms with _narrow_avg_pool); level at 16, faster above.
+# benchmarks/pool_gradient.py measures both; docs/performance.md has the figures.
 NARROW_CHANNELS = 16
-
-
-def window_counts(height, width, kernel_size):
-    """[1, h, w, 1] float32: how many real (unpadded) inputs each stride-1 'same' window of a pool covers."""
-    ones = np.pad(np.ones((height, width), np.float32), kernel_size // 2)
-    counts = sum(ones[i:i + height, j:j + width] for i in range(kernel_size) for j in range(kernel_size))
-    return counts[None, :, :, None]
 
 
 def _narrow_avg_pool(x, kernel_size):
     """tf.nn.avg_pool2d(x, kernel_size, 1, "SAME") with a gradient of forward pools (NARROW_CHANNELS)."""
-    counts = tf.constant(window_counts(x.shape[1], x.shape[2], kernel_size), x.dtype)
+    fraction = _real_fraction(x.shape[1], x.shape[2], kernel_size, 1, [kernel_size // 2] * 4, x.dtype)
 
     @tf.custom_gradient
     def pool(x):
         def gradient(dy):
             # A stride-1 window is symmetric, so x_j receives the sum over the windows i around j of
-            # dy_i / c_i: a 'same' sum pool of dy / c, i.e. the average pool of dy / c times c.
-            return tf.nn.avg_pool2d(dy / counts, kernel_size, 1, "SAME") * counts
+            # dy_i / c_i (c_i real inputs of window i): a 'same' sum pool of dy / c, which is the average
+            # pool of dy / c times c. c = fraction * kernel_size**2, and the factor cancels.
+            return tf.nn.avg_pool2d(dy / fraction, kernel_size, 1, "SAME") * fraction
         return tf.nn.avg_pool2d(x, kernel_size, 1, "SAME"), gradient
 
     return pool(x)
