@@ -8,8 +8,9 @@
 
 Synthetic 32x32 images, batch 64 for each of the two halves, architecture updates on; medians over
 `--iterations` after 3 warm-up iterations. `peak_rss_mb` is the process's peak resident memory,
-`rss_after_build_mb` the resident memory once the model and optimizers exist; `build_s` the time to build
-them and `first_step_s` that of the first step (tracing, graph optimisation, first run). `--graph_nodes`
+`rss_after_build_mb` the resident memory once the model and optimizers exist, `rss_after_trace_mb` once the
+train step is traced (before TF optimises and runs it). `build_s` is the time to build the model and
+optimizers, `first_step_s` that of the first step (tracing, graph optimisation, first run). `--graph_nodes`
 counts the nodes of the traced train step instead: a size that, unlike time, does not depend on the load.
 """
 
@@ -103,12 +104,15 @@ def measure(name, iterations, batch_size, jit_compile=False, intra_op_threads=0,
     rss_after_build, build_s = rss_mb(), time.perf_counter() - start
     train_step = tf.function(searcher.train_step, jit_compile=jit_compile)
     infer = tf.function(lambda images: supernet(images, training=False), jit_compile=jit_compile)
+    start = time.perf_counter()
+    train_step.get_concrete_function(batch)  # tracing alone, to see what the Python graph costs
+    rss_after_trace, trace_s = rss_mb(), time.perf_counter() - start
     train_ms, infer_ms = [], []
     for i in range(WARMUP_ITERATIONS + iterations):
         start = time.perf_counter()
         float(train_step(batch)["loss"])
         if i == 0:
-            first_step_s = time.perf_counter() - start  # tracing, graph optimisation, first run
+            first_step_s = trace_s + time.perf_counter() - start  # tracing, graph optimisation, first run
         if i >= WARMUP_ITERATIONS:
             train_ms.append(1000 * (time.perf_counter() - start))
         start = time.perf_counter()
@@ -118,7 +122,8 @@ def measure(name, iterations, batch_size, jit_compile=False, intra_op_threads=0,
     return {"config": name, "train_ms_median": round(float(np.median(train_ms)), 1),
             "train_ms_min": round(float(np.min(train_ms)), 1), "infer_ms_median": round(float(np.median(infer_ms)), 1),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-            "rss_after_build_mb": round(rss_after_build, 1), "build_s": round(build_s, 1),
+            "rss_after_build_mb": round(rss_after_build, 1), "rss_after_trace_mb": round(rss_after_trace, 1),
+            "build_s": round(build_s, 1),
             "first_step_s": round(first_step_s, 1), "iterations": iterations, "batch_size": batch_size}
 
 
