@@ -5,6 +5,7 @@
     python benchmarks/search_step.py --config=nb201_k4    # one
     python benchmarks/search_step.py --config=nb201_k4 --graph_nodes   # the train-step graph's size only
     python benchmarks/search_step.py --config=nb201_k4 --mixed_precision=mixed_bfloat16
+    python benchmarks/search_step.py --config=darts_c16_l8_k4 --recompute_cells
 
 Synthetic 32x32 images, batch 64 for each of the two halves, architecture updates on; medians over
 `--iterations` after 3 warm-up iterations. `peak_rss_mb` is the process's peak resident memory,
@@ -48,7 +49,7 @@ def rss_mb():
     return float("nan")
 
 
-def build(name, batch_size):
+def build(name, batch_size, recompute_cells=False):
     """(searcher with arch updates on, supernet, a ((x_t, y_t), (x_v, y_v)) synthetic batch) of a configuration."""
     import numpy as np
     import tensorflow as tf
@@ -65,7 +66,7 @@ def build(name, batch_size):
         rng = np.random.default_rng(0)
         masks = {cell: progressive.prune_mask(rng.normal(size=shape), np.ones(shape, bool), num_keep)
                  for cell, shape in get_space(space).ARCH_SHAPES.items()}
-    supernet = build_supernet(space, 10, masks=masks, **config)
+    supernet = build_supernet(space, 10, masks=masks, recompute_cells=recompute_cells, **config)
     searcher = Searcher(supernet, unrolled=unrolled)
     searcher.set_arch_updates(True)
     rng = np.random.default_rng(0)
@@ -88,7 +89,7 @@ def graph_nodes(name, batch_size):
 
 
 def measure(name, iterations, batch_size, jit_compile=False, intra_op_threads=0, inter_op_threads=0,
-            disable_graph_optimizer=False, mixed_precision="float32"):
+            disable_graph_optimizer=False, mixed_precision="float32", recompute_cells=False):
     import keras
     import numpy as np
     import tensorflow as tf
@@ -100,7 +101,7 @@ def measure(name, iterations, batch_size, jit_compile=False, intra_op_threads=0,
     if disable_graph_optimizer:
         tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
     start = time.perf_counter()
-    searcher, supernet, batch = build(name, batch_size)
+    searcher, supernet, batch = build(name, batch_size, recompute_cells)
     rss_after_build, build_s = rss_mb(), time.perf_counter() - start
     train_step = tf.function(searcher.train_step, jit_compile=jit_compile)
     infer = tf.function(lambda images: supernet(images, training=False), jit_compile=jit_compile)
@@ -139,9 +140,13 @@ def main():
     parser.add_argument("--disable_graph_optimizer", action="store_true", help="turn grappler off")
     parser.add_argument("--mixed_precision", choices=["float32", "mixed_float16", "mixed_bfloat16"],
                         default="float32", help="Keras dtype policy of the supernet")
+    parser.add_argument("--recompute_cells", action="store_true",
+                        help="recompute the search cells in the backward pass (not with the unrolled config)")
     args = parser.parse_args()
     if not args.config:
         for name in DEFAULT_CONFIGS:  # a fresh process each, so peak memory is the configuration's own
+            if args.recompute_cells and CONFIGS[name].get("unrolled"):
+                continue  # the second-order gradient refuses recomputed cells
             subprocess.run([sys.executable, __file__, f"--config={name}", *sys.argv[1:]], check=True)
         return
     if args.graph_nodes:
@@ -149,7 +154,7 @@ def main():
         return
     options = {"jit_compile": args.jit_compile, "intra_op_threads": args.intra_op_threads,
                "inter_op_threads": args.inter_op_threads, "disable_graph_optimizer": args.disable_graph_optimizer,
-               "mixed_precision": args.mixed_precision}
+               "mixed_precision": args.mixed_precision, "recompute_cells": args.recompute_cells}
     print(json.dumps({**measure(args.config, args.iterations, args.batch_size, **options), **options}), flush=True)
 
 

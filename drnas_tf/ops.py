@@ -7,7 +7,9 @@ paths use ceil-mode output sizes so that every branch of a reduction cell agrees
 the reference code fails (docs/differences.md).
 """
 
+import contextlib
 import math
+import threading
 
 import keras
 import tensorflow as tf
@@ -56,6 +58,22 @@ class Block(keras.layers.Layer):
         build_sublayers(self)
 
 
+_moving_statistics = threading.local()  # per thread: MirroredStrategy traces each replica in its own
+
+
+@contextlib.contextmanager
+def frozen_moving_statistics():
+    """BatchNorm layers called inside normalise with batch statistics as usual but leave their moving
+    statistics alone: for a forward pass computed a second time (recomputed cells), so that one batch
+    updates them once."""
+    previous = getattr(_moving_statistics, "frozen", False)
+    _moving_statistics.frozen = True
+    try:
+        yield
+    finally:
+        _moving_statistics.frozen = previous
+
+
 @keras.saving.register_keras_serializable(package="drnas_tf")
 class BatchNorm(keras.layers.BatchNormalization):
     """Keras BatchNormalization on NHWC tensors (channels last, as `batch_norm` builds it) computed by
@@ -80,8 +98,9 @@ class BatchNorm(keras.layers.BatchNormalization):
             y, moving_mean, moving_variance = tf.compat.v1.nn.fused_batch_norm(
                 x, scale, offset, moving_mean, moving_variance, epsilon=self.epsilon, is_training=True,
                 exponential_avg_factor=1.0 - self.momentum)
-            self.moving_mean.assign(moving_mean)
-            self.moving_variance.assign(moving_variance)
+            if not getattr(_moving_statistics, "frozen", False):
+                self.moving_mean.assign(moving_mean)
+                self.moving_variance.assign(moving_variance)
         else:
             y, _, _ = tf.compat.v1.nn.fused_batch_norm(x, scale, offset, moving_mean, moving_variance,
                                                        epsilon=self.epsilon, is_training=False)

@@ -44,6 +44,9 @@ flags.DEFINE_integer("seed", None, "Seed of initialisation, data order, sampling
 flags.DEFINE_integer("steps_per_epoch", None, "Cap on steps per epoch, for short runs (default: all).")
 flags.DEFINE_bool("unrolled", None, "Second-order (one-step unrolled) architecture gradient of DARTS; the "
                   "default first-order one is the paper's setting.")
+flags.DEFINE_bool("recompute_cells", False, "Keep only each search cell's inputs for the backward pass and "
+                  "compute the cell again there (gradient checkpointing): less memory, more time, the same "
+                  "results (docs/performance.md). Not with --unrolled.")
 flags.DEFINE_integer("checkpoint_every_steps", 0, "Also checkpoint every this many steps inside an epoch "
                      "(0: at epoch ends only); a resumed run continues from the step.")
 flags.DEFINE_integer("num_gpus", -1, "GPUs to use with MirroredStrategy (-1: all visible; none: CPU).")
@@ -84,7 +87,8 @@ def main(argv):
     from drnas_tf.data.search_data import search_datasets, search_parts
 
     runtime.configure_threads(FLAGS.intra_op_threads, FLAGS.inter_op_threads)
-    searcher.check_precision(config.unrolled, runtime.configure_precision(FLAGS.mixed_precision))
+    searcher.check_unrolled(config.unrolled, runtime.configure_precision(FLAGS.mixed_precision),
+                            FLAGS.recompute_cells)
     runtime.configure_determinism(config.seed, FLAGS.deterministic)
     strategy = distributed.make_strategy(FLAGS.strategy, FLAGS.num_gpus)
     runtime.check_jit_compile(FLAGS.jit_compile, strategy)
@@ -107,7 +111,7 @@ def main(argv):
     genotype = search_run.run_search(config, FLAGS.model_dir, epoch_data, FLAGS.flags_into_string(), strategy,
                                      FLAGS.progress, FLAGS.checkpoint_every_steps, benchmark=benchmark,
                                      trajectory_samples=FLAGS.trajectory_samples, nan_policy=FLAGS.nan_policy,
-                                     jit_compile=FLAGS.jit_compile)
+                                     jit_compile=FLAGS.jit_compile, recompute_cells=FLAGS.recompute_cells)
     print(f"final genotype: {genotype.to_text()}")
     print(f"written to {os.path.join(FLAGS.model_dir, 'genotype.json')}")
 

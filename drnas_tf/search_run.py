@@ -33,16 +33,17 @@ def stage_of(config, epoch):
     raise ValueError(f"epoch {epoch} is past the {config.total_epochs} epochs of the schedule")
 
 
-def build_searcher(config, stage, masks, strategy, skip_nonfinite=False, jit_compile=False):
+def build_searcher(config, stage, masks, strategy, skip_nonfinite=False, jit_compile=False, recompute_cells=False):
     """The stage's supernet (its k and masks) wrapped in a compiled Searcher, inside `strategy`'s scope;
     `skip_nonfinite` skips steps with a non-finite gradient (--nan_policy=skip_batch), `jit_compile` compiles
-    the step with XLA."""
+    the step with XLA, `recompute_cells` recomputes the search cells in the backward pass."""
     network = config.network
     with strategy.scope():
         supernet = build_supernet(
             network.search_space, network.num_classes, init_channels=network.init_channels, k=config.ks[stage],
             layers=network.layers, cells_per_stage=network.cells_per_stage, stem=network.stem, masks=masks,
-            method=config.relaxation, temperature=config.gumbel_temperature, nb201_bypass=network.nb201_bypass)
+            method=config.relaxation, temperature=config.gumbel_temperature, nb201_bypass=network.nb201_bypass,
+            recompute_cells=recompute_cells)
         searcher = Searcher(supernet, config.arch_learning_rate, config.reg_type, config.reg_scale,
                             config.learning_rate, config.momentum, config.weight_decay, config.grad_clip,
                             config.arch_grad_clip, config.seed, config.unrolled, skip_nonfinite)
@@ -61,7 +62,8 @@ def next_stage(config, searcher, stage, strategy):
     old = searcher.supernet
     masks = {name: progressive.prune_mask(param.numpy(), old.masks[name], config.num_keeps[stage])
              for name, param in old.arch.items()}
-    successor = build_searcher(config, stage, masks, strategy, searcher.skip_nonfinite, searcher.jit_compile)
+    successor = build_searcher(config, stage, masks, strategy, searcher.skip_nonfinite, searcher.jit_compile,
+                               old.recompute_cells)
     rng = np.random.default_rng([config.seed, stage])
     progressive.widen_supernet(old, successor.supernet, rng, _momentum_slots(searcher), _momentum_slots(successor))
     for name, param in old.arch.items():
@@ -116,7 +118,7 @@ def prepare_model_dir(model_dir):
 
 def run_search(config, model_dir, epoch_data, flags_text="", strategy=None, verbose=1,
                checkpoint_every_steps=0, callbacks=(), benchmark=None, trajectory_samples=0, nan_policy="stop",
-               jit_compile=False):
+               jit_compile=False, recompute_cells=False):
     """Searches (or resumes a search) and returns the final genotype.
 
     Args:
@@ -140,6 +142,8 @@ def run_search(config, model_dir, epoch_data, flags_text="", strategy=None, verb
             good checkpoint stays the one resumed; "skip_batch": steps with a non-finite gradient are skipped
             (and counted as skipped_steps in the epoch's logs).
         jit_compile: compile the train step with XLA (one device only).
+        recompute_cells: compute each search cell's forward again in the backward pass instead of keeping
+            its activations (Supernet's `recompute_cells`): less memory, more time.
     """
     runtime.check_nan_policy(nan_policy)
     trajectory.check_settings(config.network.search_space, benchmark is not None, trajectory_samples)
@@ -152,7 +156,8 @@ def run_search(config, model_dir, epoch_data, flags_text="", strategy=None, verb
         state = load_state(model_dir, config)
         stage = state["stage"] if state else 0
         searcher = build_searcher(config, stage, state["masks"] if state else None, strategy,
-                                  skip_nonfinite=nan_policy == "skip_batch", jit_compile=jit_compile)
+                                  skip_nonfinite=nan_policy == "skip_batch", jit_compile=jit_compile,
+                                  recompute_cells=recompute_cells)
         outputs.restore_run(_checkpoint(searcher), state, model_dir, strategy, searcher.weight_optimizer)
         first_epoch, first_step = (state["epoch"], state.get("step", 0)) if state else (0, 0)
         manager = tf.train.CheckpointManager(_checkpoint(searcher), os.path.join(out_dir, CHECKPOINT_DIR), 2)

@@ -26,11 +26,16 @@ def _cross_entropy(labels, logits):
     return tf.reduce_mean(per_example)
 
 
-def check_precision(unrolled, compute_dtype):
-    """The second-order gradient is not loss-scaled: refuse it with a float16 compute dtype."""
+def check_unrolled(unrolled, compute_dtype, recompute_cells=False):
+    """Refuses what the second-order gradient does not support: a float16 compute dtype (its finite-difference
+    step is not loss-scaled) and recomputed cells (it runs the supernet statelessly, with weight values that a
+    recomputation inside the backward pass would not see)."""
     if unrolled and compute_dtype == "float16":
         raise ValueError("--unrolled does not support --mixed_precision=mixed_float16 (its finite-difference "
                          "step is not loss-scaled); use --mixed_precision=mixed_bfloat16 or float32")
+    if unrolled and recompute_cells:
+        raise ValueError("--unrolled does not support --recompute_cells (the second-order gradient runs the "
+                         "supernet with virtual weights that a recomputed cell would not see); drop one of them")
 
 
 class Searcher(keras.Model):
@@ -60,7 +65,7 @@ class Searcher(keras.Model):
         super().__init__(**kwargs)
         self.unrolled, self.skip_nonfinite = bool(unrolled), bool(skip_nonfinite)
         self.supernet = supernet
-        check_precision(self.unrolled, supernet.compute_dtype)
+        check_unrolled(self.unrolled, supernet.compute_dtype, supernet.recompute_cells)
         self.loss_scale = optim.loss_scale_for(supernet.compute_dtype)
         self.reg_type, self.reg_scale = reg_type, float(reg_scale)
         self.grad_clip, self.arch_grad_clip, self.seed = float(grad_clip), float(arch_grad_clip), int(seed)

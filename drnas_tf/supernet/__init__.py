@@ -6,15 +6,16 @@ from drnas_tf.supernet.networks import DartsSupernet, Nb201Supernet, Supernet
 
 
 def build_supernet(space, num_classes, *, init_channels, k, layers=None, cells_per_stage=None, stem="cifar",
-                   masks=None, method="dirichlet", temperature=1.0, nb201_bypass="sum"):
+                   masks=None, method="dirichlet", temperature=1.0, nb201_bypass="sum", recompute_cells=False):
     """The supernet of search space `space` ("darts" or "nb201") with the given sizes."""
     if space == "darts":
-        return DartsSupernet(num_classes, init_channels, layers, k, masks, method, temperature, stem)
+        return DartsSupernet(num_classes, init_channels, layers, k, masks, method, temperature, stem,
+                             recompute_cells)
     if space == "nb201":
         if stem != "cifar":
             raise ValueError("the NAS-Bench-201 space has no ImageNet stem; use --search_space=darts for imagenet")
         return Nb201Supernet(num_classes, init_channels, cells_per_stage, k, masks, method, temperature,
-                             nb201_bypass)
+                             nb201_bypass, recompute_cells)
     raise ValueError(f"unknown search space {space!r}; expected one of: darts, nb201")
 
 

@@ -26,13 +26,17 @@ class Supernet(keras.Model):
         masks: {arch tensor name: bool [edges, ops]}, false marks pruned operations; None keeps all.
         method: relaxation, one of relax.METHODS.
         temperature: Gumbel-softmax temperature.
+        recompute_cells: in training, keep only each search cell's inputs for the backward pass and compute
+            the cell's forward again there (gradient checkpointing): less memory, more time, the same
+            numbers (docs/performance.md). Not supported by `stateless_call` (the unrolled gradient).
     """
 
     space = None  # the spaces module (darts or nb201), set by subclasses
 
-    def __init__(self, num_classes, k, masks=None, method="dirichlet", temperature=1.0, **kwargs):
+    def __init__(self, num_classes, k, masks=None, method="dirichlet", temperature=1.0, recompute_cells=False,
+                 **kwargs):
         super().__init__(**kwargs)
-        self.num_classes, self.k = num_classes, k
+        self.num_classes, self.k, self.recompute_cells = num_classes, k, bool(recompute_cells)
         self.relaxation = relax.Relaxation(method, temperature)
         shapes = self.space.ARCH_SHAPES
         masks = masks or {}
@@ -97,10 +101,27 @@ class Supernet(keras.Model):
         """The anchor regulariser on the architecture parameters (relax.regularization_loss)."""
         return relax.regularization_loss(self.arch_variables, reg_type, reg_scale)
 
+    def run_cell(self, cell, *inputs, training=False):
+        """cell(*inputs), recomputed in the backward pass when training with `recompute_cells`."""
+        if not (training and self.recompute_cells):
+            return cell(*inputs, training=training)
+        passes = 0
+
+        def forward(*tensors):
+            nonlocal passes
+            passes += 1
+            if passes == 1:  # tf.recompute_grad runs the forward first, then again inside the gradient
+                return cell(*tensors, training=True)
+            with ops.frozen_moving_statistics():
+                return cell(*tensors, training=True)
+
+        return tf.recompute_grad(forward)(*inputs)
+
     def get_config(self):
         return {**super().get_config(), "num_classes": self.num_classes, "k": self.k,
                 "masks": {name: mask.tolist() for name, mask in self.masks.items()},
-                "method": self.relaxation.method, "temperature": self.relaxation.temperature}
+                "method": self.relaxation.method, "temperature": self.relaxation.temperature,
+                "recompute_cells": self.recompute_cells}
 
 
 class DartsSupernet(Supernet):
@@ -116,13 +137,14 @@ class DartsSupernet(Supernet):
         layers: number of cells.
         k, masks, method, temperature: as Supernet.
         stem: "cifar" or "imagenet".
+        recompute_cells: as Supernet.
     """
 
     space = darts
 
     def __init__(self, num_classes, init_channels=16, layers=8, k=4, masks=None, method="dirichlet",
-                 temperature=1.0, stem="cifar", **kwargs):
-        super().__init__(num_classes, k, masks, method, temperature, **kwargs)
+                 temperature=1.0, stem="cifar", recompute_cells=False, **kwargs):
+        super().__init__(num_classes, k, masks, method, temperature, recompute_cells, **kwargs)
         if stem not in STEMS:
             raise ValueError(f"unknown stem {stem!r}; expected one of: {', '.join(STEMS)}")
         if layers < 3:
@@ -157,7 +179,7 @@ class DartsSupernet(Supernet):
             s0, s1 = self.stem(images, training=training)
         for cell in self.cells:
             cell_weights = weights["reduce" if cell.reduction else "normal"]
-            s0, s1 = s1, cell(s0, s1, cell_weights, training=training)
+            s0, s1 = s1, self.run_cell(cell, s0, s1, cell_weights, training=training)
         return self.classifier(s1)
 
     def get_config(self):
@@ -177,13 +199,14 @@ class Nb201Supernet(Supernet):
         cells_per_stage: N.
         k, masks, method, temperature: as Supernet.
         bypass: "sum" (reference) or "mean"; see Nb201SearchCell.
+        recompute_cells: as Supernet.
     """
 
     space = nb201
 
     def __init__(self, num_classes, init_channels=16, cells_per_stage=5, k=4, masks=None, method="dirichlet",
-                 temperature=1.0, bypass="sum", **kwargs):
-        super().__init__(num_classes, k, masks, method, temperature, **kwargs)
+                 temperature=1.0, bypass="sum", recompute_cells=False, **kwargs):
+        super().__init__(num_classes, k, masks, method, temperature, recompute_cells, **kwargs)
         self.init_channels, self.cells_per_stage, self.bypass = init_channels, cells_per_stage, bypass
         self.stem = blocks.ConvBN(3, init_channels, 3, 1, 1, name="stem")
         cells = []
@@ -203,7 +226,7 @@ class Nb201Supernet(Supernet):
         x = self.stem(images, training=training)
         for cell in self.cells:
             if isinstance(cell, Nb201SearchCell):
-                x = cell(x, weights, training=training)
+                x = self.run_cell(cell, x, weights, training=training)
             else:
                 x = cell(x, training=training)
         return self.classifier(x, training=training)

@@ -167,3 +167,42 @@ def test_checkpoint_restores_every_variable(tmp_path):
     tf.train.Checkpoint(model=other).restore(path).assert_consumed()
     for a, b in zip(model.variables, other.variables):
         np.testing.assert_array_equal(a.numpy(), b.numpy(), err_msg=a.path)
+
+
+@pytest.mark.parametrize("space", ["darts", "nb201"])
+def test_recomputed_cells_give_the_same_gradients_and_statistics(space):
+    def make(recompute_cells):
+        if space == "darts":
+            return DartsSupernet(10, 8, 3, 2, recompute_cells=recompute_cells)
+        return Nb201Supernet(10, 8, 1, 2, recompute_cells=recompute_cells)
+
+    plain, recomputed = make(False), make(True)
+    copy_weights(plain, recomputed)
+    images, labels = random_images(9, 11, batch=4), tf.constant([0, 1, 2, 3])
+
+    def step(model):
+        @tf.function
+        def gradients():
+            with tf.GradientTape() as tape:
+                logits = model(images, training=True, seed=tf.constant([5, 6]))
+                loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+            return tape.gradient(loss, model.trainable_variables)
+
+        convolutions = sum(op.type == "Conv2D" for op in gradients.get_concrete_function().graph.get_operations())
+        return [g.numpy() for g in gradients()], convolutions
+
+    (expected, plain_convolutions), (got, recomputed_convolutions) = step(plain), step(recomputed)
+    for e, g, v in zip(expected, got, plain.trainable_variables):
+        np.testing.assert_allclose(g, e, rtol=1e-4, atol=1e-6, err_msg=v.path)
+    assert recomputed_convolutions > 1.5 * plain_convolutions  # the cells' forward is in the graph twice
+    moved = 0
+    for a, b in zip(plain.non_trainable_variables, recomputed.non_trainable_variables):
+        np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-5, atol=1e-7, err_msg=a.path)  # updated once
+        moved += not np.allclose(a.numpy(), np.ones_like(a.numpy())) and not np.allclose(a.numpy(), 0)
+    assert moved > len(plain.non_trainable_variables) // 2
+
+
+def test_recomputed_cells_are_refused_by_the_unrolled_gradient():
+    from drnas_tf.searcher import Searcher
+    with pytest.raises(ValueError, match="--unrolled does not support --recompute_cells"):
+        Searcher(Nb201Supernet(10, 8, 1, 2, recompute_cells=True), unrolled=True)
