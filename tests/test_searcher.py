@@ -26,10 +26,10 @@ def batches(steps, seed=0, duplicate=False):
     return data
 
 
-def make_searcher(strategy, method="dirichlet", grad_clip=5.0, seed=0, jit_compile=False):
+def make_searcher(strategy, method="dirichlet", grad_clip=5.0, seed=0, jit_compile=False, recompute_cells=False):
     with strategy.scope():
         keras.utils.set_random_seed(seed)
-        supernet = Nb201Supernet(10, 8, 1, 2, method=method)
+        supernet = Nb201Supernet(10, 8, 1, 2, method=method, recompute_cells=recompute_cells)
         searcher = Searcher(supernet, arch_learning_rate=0.05, weight_learning_rate=0.1, grad_clip=grad_clip,
                             seed=seed)
         searcher.compile(optimizer=searcher.weight_optimizer, jit_compile=jit_compile)
@@ -63,10 +63,12 @@ def test_warmup_freezes_architecture_then_arch_steps_move_it():
     assert searcher.traces == 2  # once per architecture-update setting, not per step or epoch
 
 
-def test_two_replicas_on_the_same_batch_match_one_device():
-    # softmax: no sampling, so both set-ups see the same function; a small clip makes clipping active.
+@pytest.mark.parametrize("recompute_cells", [False, True])
+def test_two_replicas_on_the_same_batch_match_one_device(recompute_cells):
+    # softmax: no sampling, so both set-ups see the same function; a small clip makes clipping active. With
+    # recompute_cells the replicas recompute their cells (BN statistics included) in their own threads.
     single = make_searcher(tf.distribute.get_strategy(), method="softmax", grad_clip=0.05)
-    mirrored = make_searcher(two_cpus(), method="softmax", grad_clip=0.05)
+    mirrored = make_searcher(two_cpus(), method="softmax", grad_clip=0.05, recompute_cells=recompute_cells)
     for model in (single, mirrored):
         model.set_arch_updates(True)
     single.fit(batches(1), epochs=1, verbose=0, shuffle=False)
