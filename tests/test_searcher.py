@@ -189,3 +189,8 @@ def test_xla_is_refused_with_more_than_one_replica():
     runtime.check_jit_compile(False, two_cpus())
     with pytest.raises(ValueError, match="--jit_compile needs one device, but the run has 2 replicas"):
         runtime.check_jit_compile(True, two_cpus())
+
+
+def test_recomputed_cells_are_refused_by_the_unrolled_gradient():
+    with pytest.raises(ValueError, match="--unrolled does not support --recompute_cells"):
+        Searcher(Nb201Supernet(10, 8, 1, 2, recompute_cells=True), unrolled=True)

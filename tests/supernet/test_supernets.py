@@ -200,9 +200,3 @@ def test_recomputed_cells_give_the_same_gradients_and_statistics(space):
         np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-5, atol=1e-7, err_msg=a.path)  # updated once
         moved += not np.allclose(a.numpy(), np.ones_like(a.numpy())) and not np.allclose(a.numpy(), 0)
     assert moved > len(plain.non_trainable_variables) // 2
-
-
-def test_recomputed_cells_are_refused_by_the_unrolled_gradient():
-    from drnas_tf.searcher import Searcher
-    with pytest.raises(ValueError, match="--unrolled does not support --recompute_cells"):
-        Searcher(Nb201Supernet(10, 8, 1, 2, recompute_cells=True), unrolled=True)
