@@ -87,24 +87,39 @@ class BatchNorm(keras.layers.BatchNormalization):
     """
 
     def call(self, inputs, training=None):
-        x = inputs if inputs.dtype in (tf.float16, tf.float32) else tf.cast(inputs, tf.float32)
-        ones = tf.ones([inputs.shape[-1]], tf.float32)
-        scale = tf.convert_to_tensor(self.gamma) if self.scale else ones
-        offset = tf.convert_to_tensor(self.beta) if self.center else tf.zeros_like(ones)
-        moving_mean = tf.convert_to_tensor(self.moving_mean)
-        moving_variance = tf.convert_to_tensor(self.moving_variance)
-        if training and self.trainable:
-            # The kernel also returns the updated moving statistics: momentum * old + (1 - momentum) * batch.
-            y, moving_mean, moving_variance = tf.compat.v1.nn.fused_batch_norm(
-                x, scale, offset, moving_mean, moving_variance, epsilon=self.epsilon, is_training=True,
-                exponential_avg_factor=1.0 - self.momentum)
-            if not getattr(_moving_statistics, "frozen", False):
-                self.moving_mean.assign(moving_mean)
-                self.moving_variance.assign(moving_variance)
-        else:
-            y, _, _ = tf.compat.v1.nn.fused_batch_norm(x, scale, offset, moving_mean, moving_variance,
-                                                       epsilon=self.epsilon, is_training=False)
-        return tf.cast(y, self.compute_dtype)
+        return batch_norm_together([self], inputs, training)[0]
+
+
+def batch_norm_together(layers, x, training=None):
+    """BatchNorm layers (of one kind) applied to consecutive channel blocks of x, as one fused kernel: BN acts
+    per channel, so this is each layer on its block. Returns one output per layer, in the compute dtype."""
+    first = layers[0]
+    x = x if x.dtype in (tf.float16, tf.float32) else tf.cast(x, tf.float32)
+
+    def stacked(name):
+        values = [tf.convert_to_tensor(getattr(layer, name)) for layer in layers]
+        return values[0] if len(values) == 1 else tf.concat(values, axis=0)
+
+    ones = tf.ones([x.shape[-1]], tf.float32)
+    scale = stacked("gamma") if first.scale else ones
+    offset = stacked("beta") if first.center else tf.zeros_like(ones)
+    moving_mean, moving_variance = stacked("moving_mean"), stacked("moving_variance")
+    if training and first.trainable:
+        # The kernel also returns the updated moving statistics: momentum * old + (1 - momentum) * batch.
+        y, moving_mean, moving_variance = tf.compat.v1.nn.fused_batch_norm(
+            x, scale, offset, moving_mean, moving_variance, epsilon=first.epsilon, is_training=True,
+            exponential_avg_factor=1.0 - first.momentum)
+        if not getattr(_moving_statistics, "frozen", False):
+            means, variances = ((moving_mean,), (moving_variance,)) if len(layers) == 1 else (
+                tf.split(moving_mean, len(layers)), tf.split(moving_variance, len(layers)))
+            for layer, mean, variance in zip(layers, means, variances):
+                layer.moving_mean.assign(mean)
+                layer.moving_variance.assign(variance)
+    else:
+        y, _, _ = tf.compat.v1.nn.fused_batch_norm(x, scale, offset, moving_mean, moving_variance,
+                                                   epsilon=first.epsilon, is_training=False)
+    y = tf.cast(y, first.compute_dtype)
+    return [y] if len(layers) == 1 else tf.split(y, len(layers), axis=-1)
 
 
 def batch_norm(affine, channels, name=None):
@@ -257,6 +272,17 @@ class ReLUConvBN(Block):
     def call(self, x, training=False):
         x = pad_spatial(tf.nn.relu(x), *[self.explicit_padding] * 4)
         return self.bn(self.conv(x), training=training)
+
+    @staticmethod
+    def together(blocks, x, training=False):
+        """ReLUConvBN blocks of one shape on the same input x, as one ReLU, one convolution with their kernels
+        side by side and one BN: the same numbers as each block on x (convolution and BN act per output
+        channel), in fewer, wider ops, which pays on few channels (docs/performance.md). One output per block."""
+        first = blocks[0]
+        x = pad_spatial(tf.nn.relu(x), *[first.explicit_padding] * 4)
+        kernel = tf.concat([tf.cast(tf.convert_to_tensor(b.conv.kernel), x.dtype) for b in blocks], axis=-1)
+        y = tf.nn.conv2d(x, kernel, first.stride, first.conv.padding.upper(), dilations=first.dilation)
+        return batch_norm_together([b.bn for b in blocks], y, training)
 
     def get_config(self):
         return {**super().get_config(), "channels_in": self.channels_in, "channels_out": self.channels_out,

@@ -5,7 +5,7 @@ import tensorflow as tf
 
 from drnas_tf import ops
 from drnas_tf.spaces import darts, nb201
-from drnas_tf.supernet.mixed_op import MixedOp, node_sum
+from drnas_tf.supernet.mixed_op import MixedOp, edges_from_one_node, node_sum
 
 BYPASS_MODES = ("sum", "mean")
 
@@ -89,12 +89,14 @@ class Nb201SearchCell(ops.Block):
 
     def call(self, x, weights, training=False):
         """x: [b, h, w, channels]; weights: [6, 5] edge weights."""
-        nodes = [x]
+        nodes, parts = [x], {node: [] for node in range(1, nb201.NUM_NODES)}
         weights = tf.unstack(weights, num=len(nb201.EDGE_INPUTS))  # one op rather than a slice per edge
-        for node in range(1, nb201.NUM_NODES):
-            nodes.append(node_sum([
-                self.edges[e](nodes[source], weights[e], training=training, combine=False)
-                for e, (target, source) in enumerate(nb201.EDGE_INPUTS) if target == node], self.k))
+        for source in range(nb201.NUM_NODES - 1):  # node `source` is complete: run the edges leaving it
+            leaving = [e for e, (_, edge_source) in enumerate(nb201.EDGE_INPUTS) if edge_source == source]
+            for e, part in zip(leaving, edges_from_one_node([self.edges[e] for e in leaving], nodes[source],
+                                                            [weights[e] for e in leaving], training)):
+                parts[nb201.EDGE_INPUTS[e][0]].append(part)
+            nodes.append(node_sum(parts[source + 1], self.k))
         return nodes[-1]
 
     def get_config(self):

@@ -46,19 +46,28 @@ class MixedOp(ops.Block):
         combine=False returns the pair (mixed, bypass) unshuffled (bypass is None when k = 1), for
         `node_sum`, which joins all the edges into a node with one concat and one shuffle.
         """
-        # One Unpack and one Split (gradients: one Pack, one Concat) rather than a slice per operation.
-        weights = tf.unstack(tf.cast(weights, x.dtype), num=len(self.candidates))
-        if self.k == 1:
-            partial, bypass = x, None
-        else:
-            partial, bypass = tf.split(x, [self.partial_channels, self.channels - self.partial_channels], axis=-1)
-        mixed = tf.add_n([weights[self.active[j]] * self.ops[j](partial, training=training) for j in self.computed])
-        if bypass is not None:
-            if self.stride > 1:
-                bypass = ops.max_pool(bypass, 2, 2, ceil_mode=True)
-            if self.bypass_scale != 1.0:
-                bypass = bypass * self.bypass_scale
+        partial, bypass = self.split(x)
+        outputs = {j: self.ops[j](partial, training=training) for j in self.computed}
+        mixed, bypass = self.mix(outputs, weights, bypass)
         return node_sum([(mixed, bypass)], self.k) if combine else (mixed, bypass)
+
+    def split(self, x):
+        """(the first C/k channels, which the operations see; the bypassed rest, pooled and scaled, or None)."""
+        if self.k == 1:
+            return x, None
+        # One Split (gradient: one Concat) rather than two slices.
+        partial, bypass = tf.split(x, [self.partial_channels, self.channels - self.partial_channels], axis=-1)
+        if self.stride > 1:
+            bypass = ops.max_pool(bypass, 2, 2, ceil_mode=True)
+        if self.bypass_scale != 1.0:
+            bypass = bypass * self.bypass_scale
+        return partial, bypass
+
+    def mix(self, outputs, weights, bypass):
+        """(sum_o w_o * o(partial), bypass) from {position in self.ops: o(partial)} of the computed operations."""
+        # One Unpack (gradient: one Pack) rather than a slice per operation.
+        weights = tf.unstack(tf.cast(weights, outputs[self.computed[0]].dtype), num=len(self.candidates))
+        return tf.add_n([weights[self.active[j]] * outputs[j] for j in self.computed]), bypass
 
     def get_config(self):
         return {**super().get_config(), "space": self.space, "candidates": list(self.candidates),
@@ -78,3 +87,29 @@ def node_sum(parts, k):
         return mixed
     bypass = tf.add_n([b for _, b in parts])
     return ops.channel_shuffle(tf.concat([mixed, bypass], axis=-1), k)
+
+
+def edges_from_one_node(edges, x, weights, training=False):
+    """The unshuffled (mixed, bypass) parts of MixedOps that share their input x (the edges leaving a node).
+
+    An operation kind kept by several of the edges that is a ReLUConvBN on fewer than ops.NARROW_CHANNELS
+    partial channels runs for all of them at once (ops.ReLUConvBN.together): the same numbers, fewer and
+    wider ops (docs/performance.md). The rest runs edge by edge, as MixedOp.call.
+    """
+    splits = [edge.split(x) for edge in edges]  # equal partials: grappler merges the identical Splits
+    outputs = [{} for _ in edges]
+    groups = {}
+    for i, edge in enumerate(edges):
+        for j in edge.computed:
+            if isinstance(edge.ops[j], ops.ReLUConvBN) and edge.partial_channels < ops.NARROW_CHANNELS:
+                groups.setdefault(edge.candidates[edge.active[j]], []).append((i, j))
+    for members in groups.values():
+        if len(members) > 1:
+            blocks = [edges[i].ops[j] for i, j in members]
+            for (i, j), y in zip(members, ops.ReLUConvBN.together(blocks, splits[i][0], training)):
+                outputs[i][j] = y
+    for i, edge in enumerate(edges):
+        for j in edge.computed:
+            if j not in outputs[i]:
+                outputs[i][j] = edge.ops[j](splits[i][0], training=training)
+    return [edge.mix(outputs[i], weights[i], splits[i][1]) for i, edge in enumerate(edges)]

@@ -1,5 +1,6 @@
 """MixedOp and search cells: partial channels, bypass, shuffle, masks, the NB201 bypass growth."""
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -7,6 +8,7 @@ import tensorflow as tf
 from drnas_tf import complexity, ops
 from drnas_tf.spaces import darts, nb201
 from drnas_tf.supernet import DartsSearchCell, MixedOp, Nb201SearchCell
+from drnas_tf.supernet.mixed_op import edges_from_one_node
 from layer_harness import check_layer, random_images
 
 C = 16
@@ -140,3 +142,42 @@ def test_cells_sum_each_node_as_the_sum_of_its_shuffled_edge_outputs(k):
         nodes.append(sum(cell.edges[e](nodes[source], tf.constant(weights[e])).numpy()
                          for e, (target, source) in enumerate(nb201.EDGE_INPUTS) if target == node))
     np.testing.assert_allclose(cell(nodes[0], tf.constant(weights)).numpy(), nodes[-1], rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("k", [1, 2, 4])
+def test_edges_leaving_a_node_together_equal_each_edge_alone(k, monkeypatch):
+    # Narrow ReLUConvBNs of the edges leaving one node run as one convolution and one BN: the same outputs,
+    # gradients and BN statistics as the edges one by one (ops.NARROW_CHANNELS = 0 turns that off).
+    channels = 32  # partial channels 32, 16, 8: only k=4 is narrow
+    mask = np.array([[True, True, True, True, True], [True, False, True, True, True],
+                     [False, True, False, True, True]])  # the 1x1 kept by two edges, the 3x3 by three
+    x = tf.random.stateless_normal([4, 7, 9, channels], seed=[1, 2])
+    weights = [tf.random.stateless_uniform([5], seed=[3, i]) for i in range(3)]
+    results = []
+    for narrow in (0, ops.NARROW_CHANNELS):
+        keras.utils.set_random_seed(0)
+        edges = [MixedOp("nb201", nb201.OPS, m, channels, 1, k, name=f"edge_{i}") for i, m in enumerate(mask)]
+        for edge, w in zip(edges, weights):
+            edge(x, w)  # builds the variables (inference: the BN statistics stay)
+        monkeypatch.setattr(ops, "NARROW_CHANNELS", narrow)
+
+        @tf.function
+        def run():
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                parts = edges_from_one_node(edges, x, weights, training=True)
+                loss = tf.add_n([tf.reduce_sum(tf.sin(mixed)) for mixed, _ in parts])
+            variables = [v for edge in edges for v in edge.trainable_variables]
+            return [mixed for mixed, _ in parts], tape.gradient(loss, [x] + variables)
+
+        convolutions = sum(op.type == "Conv2D" for op in run.get_concrete_function().graph.get_operations())
+        mixed, gradients = run()
+        statistics = [v.numpy() for edge in edges for v in edge.non_trainable_variables]
+        results.append((mixed + gradients, statistics, convolutions))
+    (alone, stats_alone, convolutions_alone), (together, stats_together, convolutions_together) = results
+    for a, b in zip(alone, together):
+        np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-5, atol=1e-5)
+    for a, b in zip(stats_alone, stats_together):
+        np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-6)
+    assert np.abs(np.concatenate([s.ravel() for s in stats_together]) - 1.0).min() > 0  # the run moved them
+    assert convolutions_alone == 5 and convolutions_together == (2 if k == 4 else 5)
