@@ -218,7 +218,8 @@ def _real_fraction(height, width, kernel_size, stride, pads, dtype):
 
 # Below 16 channels oneDNN's AvgPoolGrad is slow on the project's AVX-512 CPU (forward + backward at
 # [64, 32, 32, 4]: 1.8 ms, against 0.7 ms with _narrow_avg_pool); level at 16, faster above.
-# benchmarks/pool_gradient.py measures both; docs/performance.md has the figures.
+# benchmarks/pool_gradient.py measures both; docs/performance.md has the figures. Below it too, the narrow
+# convolutions of the edges leaving a node run as one (supernet.mixed_op.edges_from_one_node).
 NARROW_CHANNELS = 16
 
 
