@@ -13,6 +13,8 @@ Synthetic 32x32 images, batch 64 for each of the two halves, architecture update
 train step is traced (before TF optimises and runs it). `build_s` is the time to build the model and
 optimizers, `first_step_s` that of the first step (tracing, graph optimisation, first run). `--graph_nodes`
 counts the nodes of the traced train step instead: a size that, unlike time, does not depend on the load.
+The first iteration runs under runtime.returning_freed_memory, as the entry points' first step of an epoch
+does (--return_freed_memory); `--keep_freed_memory` measures without it.
 """
 
 import argparse
@@ -89,10 +91,14 @@ def graph_nodes(name, batch_size):
 
 
 def measure(name, iterations, batch_size, jit_compile=False, intra_op_threads=0, inter_op_threads=0,
-            disable_graph_optimizer=False, mixed_precision="float32", recompute_cells=False):
+            disable_graph_optimizer=False, mixed_precision="float32", recompute_cells=False, keep_freed_memory=False):
+    import contextlib
+
     import keras
     import numpy as np
     import tensorflow as tf
+
+    from drnas_tf import runtime
 
     keras.mixed_precision.set_dtype_policy(mixed_precision)
 
@@ -105,6 +111,10 @@ def measure(name, iterations, batch_size, jit_compile=False, intra_op_threads=0,
     rss_after_build, build_s = rss_mb(), time.perf_counter() - start
     train_step = tf.function(searcher.train_step, jit_compile=jit_compile)
     infer = tf.function(lambda images: supernet(images, training=False), jit_compile=jit_compile)
+    # The entry points' --return_freed_memory (runtime.ReturnFreedMemory) around the first step's tracing,
+    # graph optimisation and first run: here around the first iteration (train step and inference).
+    first = contextlib.nullcontext() if keep_freed_memory else runtime.returning_freed_memory()
+    first.__enter__()
     start = time.perf_counter()
     train_step.get_concrete_function(batch)  # tracing alone, to see what the Python graph costs
     rss_after_trace, trace_s = rss_mb(), time.perf_counter() - start
@@ -118,6 +128,8 @@ def measure(name, iterations, batch_size, jit_compile=False, intra_op_threads=0,
             train_ms.append(1000 * (time.perf_counter() - start))
         start = time.perf_counter()
         infer(batch[0][0]).numpy()
+        if i == 0:
+            first.__exit__(None, None, None)
         if i >= WARMUP_ITERATIONS:
             infer_ms.append(1000 * (time.perf_counter() - start))
     return {"config": name, "train_ms_median": round(float(np.median(train_ms)), 1),
@@ -140,6 +152,9 @@ def main():
     parser.add_argument("--disable_graph_optimizer", action="store_true", help="turn grappler off")
     parser.add_argument("--mixed_precision", choices=["float32", "mixed_float16", "mixed_bfloat16"],
                         default="float32", help="Keras dtype policy of the supernet")
+    parser.add_argument("--keep_freed_memory", action="store_true",
+                        help="leave freed heap pages to malloc in the first iteration (the entry points' "
+                             "--noreturn_freed_memory)")
     parser.add_argument("--recompute_cells", action="store_true",
                         help="recompute the search cells in the backward pass (not with the unrolled config)")
     args = parser.parse_args()
@@ -154,7 +169,8 @@ def main():
         return
     options = {"jit_compile": args.jit_compile, "intra_op_threads": args.intra_op_threads,
                "inter_op_threads": args.inter_op_threads, "disable_graph_optimizer": args.disable_graph_optimizer,
-               "mixed_precision": args.mixed_precision, "recompute_cells": args.recompute_cells}
+               "mixed_precision": args.mixed_precision, "recompute_cells": args.recompute_cells,
+               "keep_freed_memory": args.keep_freed_memory}
     print(json.dumps({**measure(args.config, args.iterations, args.batch_size, **options), **options}), flush=True)
 
 

@@ -3,8 +3,13 @@
 Shared by search_run and train_run: `configure_threads`, `configure_precision` and `configure_determinism`
 before any op, `check_jit_compile`, `check_nan_policy` for --nan_policy (config.NAN_POLICIES), and
 `epoch_callbacks`: `FiniteLossGuard` first under --nan_policy=stop (under skip_batch the model skips the step
-itself, see optim.apply_if_finite), `StepCheckpoint` for --checkpoint_every_steps.
+itself, see optim.apply_if_finite), `StepCheckpoint` for --checkpoint_every_steps, `ReturnFreedMemory` for
+--return_freed_memory.
 """
+
+import contextlib
+import ctypes
+import threading
 
 import keras
 import numpy as np
@@ -92,12 +97,77 @@ class StepCheckpoint(keras.callbacks.Callback):
             self.save(done)
 
 
-def epoch_callbacks(extra, epoch, nan_policy, manager, checkpoint_every_steps, steps, skip, save):
-    """One epoch's callbacks: FiniteLossGuard first under --nan_policy=stop (before anything can save the broken
-    state), then `extra`, then StepCheckpoint(save) with --checkpoint_every_steps; `skip` steps are done."""
+def _malloc_trim():
+    """glibc's malloc_trim, or None where the C library has none (macOS, musl)."""
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):
+        return None
+
+
+@contextlib.contextmanager
+def returning_freed_memory(period=0.5):
+    """While inside, a thread hands the C heap's free pages back to the OS every `period` seconds (glibc's
+    malloc_trim(0); nothing where there is none).
+
+    For a step's first call: TensorFlow traces the step and optimises its graph (~45 s and ~1.3 GB of
+    short-lived buffers for the small DARTS supernet), then the step's tensors are allocated. malloc keeps the
+    freed buffers, many in other threads' arenas, so the tensors take new pages and the peak RSS holds both:
+    4.2 GB for darts_c16_l8_k4 against 3.5 GB with the trimming (docs/performance.md). Steps after the first
+    reuse their own freed tensors, so they need none of it (and it would cost page faults there).
+    """
+    trim = _malloc_trim()
+    if trim is None:
+        yield
+        return
+    stop = threading.Event()
+
+    def trim_until_stopped():
+        while not stop.wait(period):
+            trim(0)
+
+    thread = threading.Thread(target=trim_until_stopped, name="return_freed_memory", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        trim(0)
+
+
+class ReturnFreedMemory(keras.callbacks.Callback):
+    """`returning_freed_memory` around the first step of an epoch (--return_freed_memory): the step where a new
+    step function is traced and optimised (a run's start, a resume, a new search stage)."""
+
+    def __init__(self, period=0.5):
+        super().__init__()
+        self.period, self._context = period, None
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if batch == 0:
+            self._context = returning_freed_memory(self.period)
+            self._context.__enter__()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.on_train_end()
+
+    def on_train_end(self, logs=None):
+        if self._context is not None:
+            context, self._context = self._context, None
+            context.__exit__(None, None, None)
+
+
+def epoch_callbacks(extra, epoch, nan_policy, manager, checkpoint_every_steps, steps, skip, save,
+                    return_freed_memory=True):
+    """One epoch's callbacks: ReturnFreedMemory with --return_freed_memory (its first step ends before anything
+    can raise), FiniteLossGuard under --nan_policy=stop (before anything can save the broken state), `extra`,
+    and StepCheckpoint(save) with --checkpoint_every_steps; `skip` steps are done."""
     callbacks = list(extra)
     if nan_policy == "stop":
         callbacks.insert(0, FiniteLossGuard(f"epoch {epoch + 1}", lambda: manager.latest_checkpoint))
+    if return_freed_memory:
+        callbacks.insert(0, ReturnFreedMemory())
     if checkpoint_every_steps:
         callbacks.append(StepCheckpoint(checkpoint_every_steps, steps, skip, save))
     return callbacks

@@ -111,7 +111,8 @@ def main(argv):
     genotype = search_run.run_search(config, FLAGS.model_dir, epoch_data, FLAGS.flags_into_string(), strategy,
                                      FLAGS.progress, FLAGS.checkpoint_every_steps, benchmark=benchmark,
                                      trajectory_samples=FLAGS.trajectory_samples, nan_policy=FLAGS.nan_policy,
-                                     jit_compile=FLAGS.jit_compile, recompute_cells=FLAGS.recompute_cells)
+                                     jit_compile=FLAGS.jit_compile, recompute_cells=FLAGS.recompute_cells,
+                                     return_freed_memory=FLAGS.return_freed_memory)
     print(f"final genotype: {genotype.to_text()}")
     print(f"written to {os.path.join(FLAGS.model_dir, 'genotype.json')}")
 

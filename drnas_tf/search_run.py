@@ -118,7 +118,7 @@ def prepare_model_dir(model_dir):
 
 def run_search(config, model_dir, epoch_data, flags_text="", strategy=None, verbose=1,
                checkpoint_every_steps=0, callbacks=(), benchmark=None, trajectory_samples=0, nan_policy="stop",
-               jit_compile=False, recompute_cells=False):
+               jit_compile=False, recompute_cells=False, return_freed_memory=True):
     """Searches (or resumes a search) and returns the final genotype.
 
     Args:
@@ -142,6 +142,8 @@ def run_search(config, model_dir, epoch_data, flags_text="", strategy=None, verb
             good checkpoint stays the one resumed; "skip_batch": steps with a non-finite gradient are skipped
             (and counted as skipped_steps in the epoch's logs).
         jit_compile: compile the train step with XLA (one device only).
+        return_freed_memory: hand freed heap pages back to the OS during each epoch's first step
+            (runtime.ReturnFreedMemory): a lower peak RSS.
         recompute_cells: compute each search cell's forward again in the backward pass instead of keeping
             its activations (Supernet's `recompute_cells`): less memory, more time.
     """
@@ -181,7 +183,7 @@ def run_search(config, model_dir, epoch_data, flags_text="", strategy=None, verb
                 _save_state(out_dir, config, manager, searcher, stage, epoch, steps_done)
 
             epoch_callbacks = runtime.epoch_callbacks(callbacks, epoch, nan_policy, manager, checkpoint_every_steps,
-                                                      steps, skip, save)
+                                                      steps, skip, save, return_freed_memory)
             logs = loop.fit_epoch(searcher, dataset.skip(skip), steps - skip, epoch, epoch_callbacks, verbose,
                                   trace_key=searcher.arch_updates)
             check_finite(logs, epoch)

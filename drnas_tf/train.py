@@ -89,7 +89,7 @@ def main(argv):
     results = train_run.run_train(config, FLAGS.model_dir, flags_text=FLAGS.flags_into_string(),
                                   strategy=strategy, verbose=FLAGS.progress,
                                   checkpoint_every_steps=FLAGS.checkpoint_every_steps, nan_policy=FLAGS.nan_policy,
-                                  jit_compile=FLAGS.jit_compile)
+                                  jit_compile=FLAGS.jit_compile, return_freed_memory=FLAGS.return_freed_memory)
     print(f"test top-1 {results['test_top1']:.4f} top-5 {results['test_top5']:.4f} on {config.network.dataset} "
           f"{config.eval_split} after {results['epochs']} epochs ({results['train_seconds']:.0f} s of training)")
     print(f"written to {os.path.join(FLAGS.model_dir, train_run.RESULTS_FILE)}")

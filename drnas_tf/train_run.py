@@ -123,7 +123,8 @@ def default_data(config):
 
 
 def run_train(config, model_dir, epoch_data=None, test_data=None, flags_text="", strategy=None, verbose=1,
-              checkpoint_every_steps=0, callbacks=(), nan_policy="stop", jit_compile=False):
+              checkpoint_every_steps=0, callbacks=(), nan_policy="stop", jit_compile=False,
+              return_freed_memory=True):
     """Retrains (or resumes retraining) `config.genotype`, tests it, writes results.json and returns it.
 
     Args:
@@ -143,6 +144,8 @@ def run_train(config, model_dir, epoch_data=None, test_data=None, flags_text="",
             good checkpoint stays the one resumed; "skip_batch": steps with a non-finite gradient are skipped
             (and counted as skipped_steps in the epoch's logs).
         jit_compile: compile the train step with XLA (one device only).
+        return_freed_memory: hand freed heap pages back to the OS during each epoch's first step
+            (runtime.ReturnFreedMemory): a lower peak RSS.
 
     Returns:
         The results dict written to results.json: test_top1, test_top5 (fractions), test_loss, epochs,
@@ -186,7 +189,7 @@ def run_train(config, model_dir, epoch_data=None, test_data=None, flags_text="",
                             train_seconds + time.time() - started, logs)
 
             epoch_callbacks = runtime.epoch_callbacks(callbacks, epoch, nan_policy, manager, checkpoint_every_steps,
-                                                      steps, skip, save)
+                                                      steps, skip, save, return_freed_memory)
             logs = loop.fit_epoch(trainer, dataset.skip(skip), steps - skip, epoch, epoch_callbacks, verbose)
             train_seconds += time.time() - started
             check_finite(logs, epoch, "lower --learning_rate")
