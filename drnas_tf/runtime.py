@@ -110,11 +110,12 @@ def returning_freed_memory(period=0.5):
     """While inside, a thread hands the C heap's free pages back to the OS every `period` seconds (glibc's
     malloc_trim(0); nothing where there is none).
 
-    For a step's first call: TensorFlow traces the step and optimises its graph (~45 s and ~1.3 GB of
-    short-lived buffers for the small DARTS supernet), then the step's tensors are allocated. malloc keeps the
-    freed buffers, many in other threads' arenas, so the tensors take new pages and the peak RSS holds both:
-    4.2 GB for darts_c16_l8_k4 against 3.5 GB with the trimming (docs/performance.md). Steps after the first
-    reuse their own freed tensors, so they need none of it (and it would cost page faults there).
+    For a step's first call: TensorFlow traces the step and optimises its graph (~45 s for the small DARTS
+    supernet, with many short-lived buffers), then the step's tensors are allocated. malloc keeps the freed
+    buffers, many in other threads' arenas, so the tensors take new pages and the peak RSS holds both: the
+    darts_c16_l8_k4 train step ends its first call at 4.17 GB, against 3.48 GB with the trimming
+    (docs/performance.md). Later steps reuse their own freed tensors, so they need none of it (and it would
+    cost page faults there).
     """
     trim = _malloc_trim()
     if trim is None:

@@ -142,10 +142,10 @@ def run_search(config, model_dir, epoch_data, flags_text="", strategy=None, verb
             good checkpoint stays the one resumed; "skip_batch": steps with a non-finite gradient are skipped
             (and counted as skipped_steps in the epoch's logs).
         jit_compile: compile the train step with XLA (one device only).
-        return_freed_memory: hand freed heap pages back to the OS during each epoch's first step
-            (runtime.ReturnFreedMemory): a lower peak RSS.
         recompute_cells: compute each search cell's forward again in the backward pass instead of keeping
             its activations (Supernet's `recompute_cells`): less memory, more time.
+        return_freed_memory: hand freed heap pages back to the OS during each epoch's first step
+            (runtime.ReturnFreedMemory): a lower peak RSS.
     """
     runtime.check_nan_policy(nan_policy)
     trajectory.check_settings(config.network.search_space, benchmark is not None, trajectory_samples)
