@@ -64,3 +64,28 @@ def test_apply_if_finite_skips_a_nonfinite_step_on_every_replica(replicas):
     assert int(optimizer.iterations.numpy()) == 0
     assert bool(strategy.experimental_local_results(step(tf.constant([1.0, 1.0])))[0])
     np.testing.assert_allclose(variable.numpy(), [0.9, 1.9])
+
+
+@pytest.mark.parametrize("factor", [0.5, 3.0, np.inf, np.nan])
+def test_clip_by_global_norm_equals_tensorflows_bit_for_bit(factor):
+    rng = np.random.default_rng(1)
+    gradients = [tf.constant(rng.normal(size=shape), tf.float32) for shape in [(3, 3, 4, 1), (4, 8), (8,)]]
+    gradients[1] = gradients[1] * factor  # the norm below or above the clip, or not finite
+    ours = optim.clip_by_global_norm(gradients, 5.0)
+    theirs, _ = tf.clip_by_global_norm(gradients, 5.0)
+    for a, b in zip(ours, theirs):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+    if not np.isfinite(factor):
+        assert all(np.isnan(a.numpy()).all() for a in ours)
+
+
+def test_torch_sgd_reads_the_learning_rate_once_per_step():
+    variables = [tf.Variable(tf.ones([2, 2])) for _ in range(5)]
+    sgd = optim.TorchSGD(0.1, 0.9, 3e-4)
+    sgd.build(variables)
+    graph = tf.function(lambda: sgd.apply([tf.ones([2, 2])] * 5, variables)).get_concrete_function().graph
+    handle = next(i for i, capture in enumerate(graph.external_captures)
+                  if capture is sgd._learning_rate.handle)
+    reads = [op for op in graph.get_operations() if op.type == "ReadVariableOp"
+             and op.inputs[0] is graph.internal_captures[handle]]
+    assert len(reads) == 1
