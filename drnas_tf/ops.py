@@ -106,9 +106,17 @@ def batch_norm_together(layers, x, training=None):
     moving_mean, moving_variance = stacked("moving_mean"), stacked("moving_variance")
     if training and first.trainable:
         # The kernel also returns the updated moving statistics: momentum * old + (1 - momentum) * batch.
-        y, moving_mean, moving_variance = tf.compat.v1.nn.fused_batch_norm(
-            x, scale, offset, moving_mean, moving_variance, epsilon=first.epsilon, is_training=True,
-            exponential_avg_factor=1.0 - first.momentum)
+        if x.dtype == tf.float32:
+            # The first version of the op (float32 only), the same kernel: the gradient tape passes None for
+            # its unused outputs where for V3 it builds zeros, 5 graph nodes per call (~9,300 in a DARTS
+            # supernet's step, ~110 MB of peak RSS: docs/performance.md).
+            y, moving_mean, moving_variance, _, _ = tf.raw_ops.FusedBatchNorm(
+                x=x, scale=scale, offset=offset, mean=moving_mean, variance=moving_variance,
+                epsilon=first.epsilon, exponential_avg_factor=1.0 - first.momentum, is_training=True)
+        else:
+            y, moving_mean, moving_variance = tf.compat.v1.nn.fused_batch_norm(
+                x, scale, offset, moving_mean, moving_variance, epsilon=first.epsilon, is_training=True,
+                exponential_avg_factor=1.0 - first.momentum)
         if not getattr(_moving_statistics, "frozen", False):
             means, variances = ((moving_mean,), (moving_variance,)) if len(layers) == 1 else (
                 tf.split(moving_mean, len(layers)), tf.split(moving_variance, len(layers)))

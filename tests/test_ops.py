@@ -198,6 +198,26 @@ def test_batch_norm_matches_pytorch_numerics(affine):
             np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-4, atol=1e-5)
 
 
+def test_batch_norm_gradient_builds_no_zeros_for_the_unused_outputs():
+    """Each zeros tensor the tape would build for an unused output of the fused kernel is a graph node of the
+    search step (ops.batch_norm_together uses the op version whose unused outputs take None)."""
+    bn = ops.batch_norm(True, 3)
+    bn.build(bn.deferred_input_shape)
+    x = random_images(5, 7, channels=3, batch=4)
+
+    def gradients():
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(bn(x, training=True))
+        return tape.gradient(loss, [x] + bn.trainable_variables)
+
+    graph = tf.function(gradients).get_concrete_function().graph
+    zeros = [op.name for op in graph.get_operations() if op.type == "ZerosLike" or op.name.startswith("zeros")]
+    assert zeros == []
+    kinds = [op.type for op in graph.get_operations()]
+    assert kinds.count("FusedBatchNorm") == 1 and kinds.count("FusedBatchNormGrad") == 1
+
+
 def test_batch_norm_inference_and_float16():
     x = random_images(4, 6, channels=2)
     bn = ops.batch_norm(True, 2)
