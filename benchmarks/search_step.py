@@ -113,8 +113,9 @@ def measure(name, iterations, batch_size, jit_compile=False, intra_op_threads=0,
     infer = tf.function(lambda images: supernet(images, training=False), jit_compile=jit_compile)
     # The entry points' --return_freed_memory (runtime.ReturnFreedMemory) around the first step's tracing,
     # graph optimisation and first run: here around the first iteration (train step and inference).
-    first = contextlib.nullcontext() if keep_freed_memory else runtime.returning_freed_memory()
-    first.__enter__()
+    first = contextlib.ExitStack()
+    if not keep_freed_memory:
+        first.enter_context(runtime.returning_freed_memory())
     start = time.perf_counter()
     train_step.get_concrete_function(batch)  # tracing alone, to see what the Python graph costs
     rss_after_trace, trace_s = rss_mb(), time.perf_counter() - start
@@ -129,7 +130,7 @@ def measure(name, iterations, batch_size, jit_compile=False, intra_op_threads=0,
         start = time.perf_counter()
         infer(batch[0][0]).numpy()
         if i == 0:
-            first.__exit__(None, None, None)
+            first.close()
         if i >= WARMUP_ITERATIONS:
             infer_ms.append(1000 * (time.perf_counter() - start))
     return {"config": name, "train_ms_median": round(float(np.median(train_ms)), 1),

@@ -100,9 +100,8 @@ def batch_norm_together(layers, x, training=None):
         values = [tf.convert_to_tensor(getattr(layer, name)) for layer in layers]
         return values[0] if len(values) == 1 else tf.concat(values, axis=0)
 
-    ones = tf.ones([x.shape[-1]], tf.float32)
-    scale = stacked("gamma") if first.scale else ones
-    offset = stacked("beta") if first.center else tf.zeros_like(ones)
+    scale = stacked("gamma") if first.scale else tf.ones([x.shape[-1]], tf.float32)
+    offset = stacked("beta") if first.center else tf.zeros([x.shape[-1]], tf.float32)
     moving_mean, moving_variance = stacked("moving_mean"), stacked("moving_variance")
     if training and first.trainable:
         # The kernel also returns the updated moving statistics: momentum * old + (1 - momentum) * batch.

@@ -139,21 +139,28 @@ def returning_freed_memory(period=0.5):
 
 class ReturnFreedMemory(keras.callbacks.Callback):
     """`returning_freed_memory` around the first step of an epoch (--return_freed_memory): the step where a new
-    step function is traced and optimised (a run's start, a resume, a new search stage)."""
+    step function is traced and optimised (a run's start, a resume, a new search stage).
+
+    It starts at batch 0's begin and stops at the next batch's begin or the epoch's end. It has no batch-end
+    hook, which would make Keras dispatch every batch's end synchronously."""
 
     def __init__(self, period=0.5):
         super().__init__()
         self.period, self._context = period, None
 
     def on_train_batch_begin(self, batch, logs=None):
+        self._stop()
         if batch == 0:
             self._context = returning_freed_memory(self.period)
             self._context.__enter__()
 
-    def on_train_batch_end(self, batch, logs=None):
-        self.on_train_end()
+    def on_epoch_end(self, epoch, logs=None):
+        self._stop()
 
     def on_train_end(self, logs=None):
+        self._stop()
+
+    def _stop(self):
         if self._context is not None:
             context, self._context = self._context, None
             context.__exit__(None, None, None)
@@ -161,9 +168,9 @@ class ReturnFreedMemory(keras.callbacks.Callback):
 
 def epoch_callbacks(extra, epoch, nan_policy, manager, checkpoint_every_steps, steps, skip, save,
                     return_freed_memory=True):
-    """One epoch's callbacks: ReturnFreedMemory with --return_freed_memory (its first step ends before anything
-    can raise), FiniteLossGuard under --nan_policy=stop (before anything can save the broken state), `extra`,
-    and StepCheckpoint(save) with --checkpoint_every_steps; `skip` steps are done."""
+    """One epoch's callbacks: ReturnFreedMemory with --return_freed_memory, FiniteLossGuard under
+    --nan_policy=stop (before anything can save the broken state), `extra`, and StepCheckpoint(save) with
+    --checkpoint_every_steps; `skip` steps are done."""
     callbacks = list(extra)
     if nan_policy == "stop":
         callbacks.insert(0, FiniteLossGuard(f"epoch {epoch + 1}", lambda: manager.latest_checkpoint))

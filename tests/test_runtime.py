@@ -7,6 +7,7 @@ import sys
 import textwrap
 import threading
 
+import keras
 import pytest
 
 from drnas_tf import runtime
@@ -60,14 +61,17 @@ def test_return_freed_memory_trims_during_the_first_step_of_an_epoch_only():
     callback = runtime.ReturnFreedMemory()
     callback.on_train_batch_begin(0)
     assert len(_trimming_threads()) == 1
-    callback.on_train_batch_end(0)
-    assert not _trimming_threads()
     callback.on_train_batch_begin(1)
     assert not _trimming_threads()
-    callback.on_train_batch_end(1)
-    callback.on_train_batch_begin(0)  # the next epoch's first step; fit ends without its batch end (an error)
-    callback.on_train_end()
+    callback.on_train_batch_begin(2)
     assert not _trimming_threads()
+    callback.on_epoch_end(0)
+    callback.on_train_batch_begin(0)  # the next epoch; a one-step epoch stops at its end
+    assert len(_trimming_threads()) == 1
+    callback.on_epoch_end(1)
+    assert not _trimming_threads()
+    # No batch-end hook: Keras dispatches batch ends asynchronously unless a callback has one.
+    assert type(callback).on_train_batch_end is keras.callbacks.Callback.on_train_batch_end
 
 
 @pytest.mark.parametrize("return_freed_memory", [True, False])
