@@ -94,13 +94,12 @@ def measure(name, iterations, batch_size, jit_compile=False, intra_op_threads=0,
             disable_graph_optimizer=False, mixed_precision="float32", recompute_cells=False, keep_freed_memory=False):
     import contextlib
 
-    import keras
     import numpy as np
     import tensorflow as tf
 
     from drnas_tf import runtime
 
-    keras.mixed_precision.set_dtype_policy(mixed_precision)
+    runtime.configure_precision(mixed_precision)
 
     tf.config.threading.set_intra_op_parallelism_threads(intra_op_threads)
     tf.config.threading.set_inter_op_parallelism_threads(inter_op_threads)

@@ -100,19 +100,41 @@ class Searcher(keras.Model):
         seed = tf.random.experimental.stateless_fold_in(tf.constant([self.seed, 0], tf.int32), step * 4 + salt)
         return tf.random.experimental.stateless_fold_in(seed, replica)
 
-    def arch_step(self, images, labels, train_images=None, train_labels=None):
-        """One Adam step on eta with the validation batch (+ regulariser); second-order if `unrolled`."""
+    def supernet_pass(self, images, labels, edge_weights):
+        """One training pass with the given draw of mixing weights: (loss, logits, the gradients of the (scaled)
+        loss / replicas with respect to the weights and to the draw). Both steps are made of it: train_step
+        traces it once as a tf.function that both call, which TF inlines when it optimises the graph
+        (docs/performance.md); each caller's unused gradients are pruned there."""
         supernet = self.supernet
         replicas = tf.distribute.get_replica_context().num_replicas_in_sync
+        with tf.GradientTape() as tape:
+            tape.watch(edge_weights)
+            logits = supernet(images, training=True, edge_weights=edge_weights)
+            loss = _cross_entropy(labels, logits)
+            objective = self.loss_scale.scaled(loss / replicas)
+        weight_gradients, edge_gradients = tape.gradient(objective, (supernet.weight_variables, edge_weights))
+        return loss, logits, weight_gradients, edge_gradients
+
+    def arch_gradients(self, images, labels, supernet_pass=None):
+        """The first-order architecture gradient: (loss, logits, d((loss + regulariser) / replicas)/d eta)."""
+        supernet, supernet_pass = self.supernet, supernet_pass or self.supernet_pass
+        replicas = tf.distribute.get_replica_context().num_replicas_in_sync
+        with tf.GradientTape() as tape:
+            edge_weights = supernet.edge_weights(self.sampling_seed(ARCH_PASS))
+            regularization = supernet.regularization_loss(self.reg_type, self.reg_scale) / replicas
+            regularization = self.loss_scale.scaled(regularization)
+        loss, logits, _, edge_gradients = supernet_pass(images, labels, edge_weights)
+        gradients = tape.gradient((edge_weights, regularization), supernet.arch_variables,
+                                  output_gradients=(edge_gradients, tf.ones_like(regularization)))  # through the draw
+        return loss, logits, self.loss_scale.unscale(gradients)
+
+    def arch_step(self, images, labels, train_images=None, train_labels=None, supernet_pass=None):
+        """One Adam step on eta with the validation batch (+ regulariser); second-order if `unrolled`."""
+        supernet = self.supernet
         if self.unrolled:
             loss, logits, gradients = self._unrolled_arch_gradients(images, labels, train_images, train_labels)
         else:
-            with tf.GradientTape() as tape:
-                logits = supernet(images, training=True, seed=self.sampling_seed(ARCH_PASS))
-                loss = _cross_entropy(labels, logits)
-                objective = (loss + supernet.regularization_loss(self.reg_type, self.reg_scale)) / replicas
-                objective = self.loss_scale.scaled(objective)
-            gradients = self.loss_scale.unscale(tape.gradient(objective, supernet.arch_variables))
+            loss, logits, gradients = self.arch_gradients(images, labels, supernet_pass)
         applied = self._apply(self.arch_optimizer, optim.clipped_sum_over_replicas(gradients, self.arch_grad_clip),
                               supernet.arch_variables)
         return loss, logits, applied
@@ -177,15 +199,12 @@ class Searcher(keras.Model):
                      for g, plus, minus in zip(arch_gradients, *sides)]
         return loss, logits, gradients
 
-    def weight_step(self, images, labels):
+    def weight_step(self, images, labels, supernet_pass=None):
         """One SGD step on the weights with the training batch, clipped by the averaged gradient's norm."""
-        supernet = self.supernet
-        replicas = tf.distribute.get_replica_context().num_replicas_in_sync
-        with tf.GradientTape() as tape:
-            logits = supernet(images, training=True, seed=self.sampling_seed(WEIGHT_PASS))
-            loss = _cross_entropy(labels, logits)
-            objective = self.loss_scale.scaled(loss / replicas)
-        gradients = self.loss_scale.unscale(tape.gradient(objective, supernet.weight_variables))
+        supernet, supernet_pass = self.supernet, supernet_pass or self.supernet_pass
+        edge_weights = supernet.edge_weights(self.sampling_seed(WEIGHT_PASS))
+        loss, logits, gradients, _ = supernet_pass(images, labels, edge_weights)
+        gradients = self.loss_scale.unscale(gradients)
         applied = self._apply(self.weight_optimizer, optim.clipped_sum_over_replicas(gradients, self.grad_clip),
                               supernet.weight_variables)
         return loss, logits, applied
@@ -197,12 +216,13 @@ class Searcher(keras.Model):
         may_skip = self.skip_nonfinite or self.loss_scale.may_skip
         saved = optim.snapshot(moving_statistics) if may_skip else None
         all_applied = tf.constant(True)
+        supernet_pass = tf.function(self.supernet_pass)  # one trace for both steps: a smaller graph to build
         if self.arch_updates:
             valid_loss, valid_logits, applied = self.arch_step(valid_images, valid_labels, train_images,
-                                                               train_labels)
+                                                               train_labels, supernet_pass)
             _update_metrics(self.valid_loss, self.valid_accuracy, valid_loss, valid_labels, valid_logits, applied)
             all_applied = applied
-        train_loss, train_logits, applied = self.weight_step(train_images, train_labels)
+        train_loss, train_logits, applied = self.weight_step(train_images, train_labels, supernet_pass)
         _update_metrics(self.train_loss, self.train_accuracy, train_loss, train_labels, train_logits, applied)
         if may_skip:  # a skipped step's batch statistics stay out of the BN moving averages
             optim.restore_unless(tf.logical_and(all_applied, applied), moving_statistics, saved)

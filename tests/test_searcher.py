@@ -103,6 +103,56 @@ def test_replicas_draw_different_edge_weights():
     assert np.abs(first.numpy() - second.numpy()).max() > 1e-3
 
 
+def ops_of_type(graph, op_type):
+    """How many ops of `op_type` a traced graph and the functions it calls hold, each function counted once."""
+    graphs, seen, count = [graph], set(), 0
+    while graphs:
+        graph = graphs.pop()
+        count += sum(op.type == op_type for op in graph.get_operations())
+        for name, function in graph._functions.items():
+            if name not in seen and hasattr(function, "graph"):
+                seen.add(name)
+                graphs.append(function.graph)
+    return count
+
+
+def test_train_step_traces_the_supernet_once_for_both_steps():
+    searcher = make_searcher(tf.distribute.get_strategy())
+    searcher.set_arch_updates(True)
+    (batch,) = batches(1).take(1)
+    forward = tf.function(lambda images: searcher.supernet(images, training=True, seed=tf.constant([1, 2])))
+    one_pass = ops_of_type(forward.get_concrete_function(batch[0][0]).graph, "Conv2D")
+    step = ops_of_type(tf.function(searcher.train_step).get_concrete_function(batch).graph, "Conv2D")
+    assert one_pass > 10 and step == one_pass  # not 2 * one_pass: the architecture step's pass is the same trace
+
+
+def test_architecture_gradient_through_the_shared_pass_is_the_direct_gradient():
+    """arch_gradients gets d(loss)/d(draw) from the shared pass and chains it through the Dirichlet draw;
+    a regulariser large enough to matter checks that its gradient is added too."""
+    keras.utils.set_random_seed(5)
+    supernet = Nb201Supernet(10, 8, 1, 2)
+    searcher = Searcher(supernet, reg_type="kl", reg_scale=0.5, seed=7)
+    for variable in supernet.arch_variables:
+        variable.assign(tf.random.normal(variable.shape, stddev=0.5))
+    (_, (images, labels)), = batches(1, seed=6).take(1)
+
+    @tf.function
+    def both():
+        _, _, shared = searcher.arch_gradients(images, labels, tf.function(searcher.supernet_pass))
+        with tf.GradientTape(persistent=True) as tape:
+            logits = supernet(images, training=True, seed=searcher.sampling_seed(0))
+            loss = tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels, logits))
+            regularization = supernet.regularization_loss("kl", 0.5)
+            objective = loss + regularization
+        return shared, tape.gradient(objective, supernet.arch_variables), tape.gradient(
+            regularization, supernet.arch_variables)
+
+    shared, direct, regularizer_part = both()
+    np.testing.assert_allclose(shared[0].numpy(), direct[0].numpy(), rtol=1e-4, atol=1e-7)
+    assert np.abs(regularizer_part[0].numpy()).max() > 1e-2  # both terms matter
+    assert np.abs((direct[0] - regularizer_part[0]).numpy()).max() > 1e-3
+
+
 def unrolled_setup(learning_rate):
     keras.utils.set_random_seed(3)
     supernet = Nb201Supernet(10, 8, 1, 2, method="softmax")

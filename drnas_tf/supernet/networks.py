@@ -29,6 +29,9 @@ class Supernet(keras.Model):
         recompute_cells: in training, keep only each search cell's inputs for the backward pass and compute
             the cell's forward again there (gradient checkpointing): less memory, more time, the same
             numbers (docs/performance.md). Not supported by `stateless_call` (the unrolled gradient).
+
+    Called as `supernet(images, training, seed=None, edge_weights=None)`: one pass with mixing weights drawn
+    by `edge_weights(seed)`, or with the given draw (a dict like the one `edge_weights` returns).
     """
 
     space = None  # the spaces module (darts or nb201), set by subclasses
@@ -171,8 +174,8 @@ class DartsSupernet(Supernet):
         self.classifier = blocks.Classifier(channels_p, num_classes, name="classifier")
         self.build()
 
-    def call(self, images, training=False, seed=None):
-        weights = self.edge_weights(seed)
+    def call(self, images, training=False, seed=None, edge_weights=None):
+        weights = self.edge_weights(seed) if edge_weights is None else edge_weights
         if self.stem_type == "cifar":
             s0 = s1 = self.stem(images, training=training)
         else:
@@ -221,8 +224,8 @@ class Nb201Supernet(Supernet):
         self.classifier = blocks.Classifier(channels, num_classes, bn_relu=True, name="classifier")
         self.build()
 
-    def call(self, images, training=False, seed=None):
-        weights = self.edge_weights(seed)["cell"]
+    def call(self, images, training=False, seed=None, edge_weights=None):
+        weights = (self.edge_weights(seed) if edge_weights is None else edge_weights)["cell"]
         x = self.stem(images, training=training)
         for cell in self.cells:
             if isinstance(cell, Nb201SearchCell):
