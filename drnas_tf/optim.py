@@ -30,18 +30,31 @@ class TorchSGD(keras.optimizers.Optimizer):
         self.momentums = self.add_optimizer_variables(variables, "momentum")
 
     def _backend_update_step(self, gradients, variables, learning_rate):
-        # The learning rate read once for all tensors, not once per tensor in update_step: ~1,400 reads fewer
-        # in a DARTS supernet's step, whose every graph node costs memory (docs/performance.md).
-        super()._backend_update_step(gradients, variables, tf.convert_to_tensor(learning_rate))
+        # Per step, not per tensor: one learning-rate read, one momentum and one weight-decay constant and,
+        # outside tf.distribute, no all-reduce (Keras's is an Identity per tensor for one replica): ~5,600
+        # graph nodes fewer in a DARTS supernet's step, each of which costs memory (docs/performance.md).
+        learning_rate = tf.convert_to_tensor(learning_rate)
+        if tf.distribute.has_strategy():  # Keras all-reduces and updates each replica's copy
+            super()._backend_update_step(gradients, variables, learning_rate)
+            return
+        momentum, weight_decay = tf.constant(self.momentum), tf.constant(self.coupled_weight_decay)
+        for gradient, variable in zip(gradients, variables):
+            variable = variable.value if isinstance(variable, keras.Variable) else variable  # the tf.Variable
+            self._update(gradient, variable, learning_rate, momentum, weight_decay)
 
     def update_step(self, gradient, variable, learning_rate):
-        learning_rate = ops.cast(learning_rate, variable.dtype)
-        gradient = ops.cast(gradient, variable.dtype) + self.coupled_weight_decay * variable
+        self._update(gradient, variable, learning_rate, self.momentum, self.coupled_weight_decay)
+
+    def _update(self, gradient, variable, learning_rate, momentum, weight_decay):
+        """v = mu*v + (g + wd*w); w -= lr*v for one tf.Variable."""
+        dtype = variable.dtype
+        gradient = ops.cast(gradient, dtype) + ops.cast(weight_decay, dtype) * variable
         velocity = self.momentums[self._get_variable_index(variable)]
         # TF's ApplyMomentum is exactly this rule (v = mu*v + g; w -= lr*v), in one op rather than five: a DARTS
-        # supernet has ~1,400 weight tensors (docs/performance.md). Keras hands update_step tf.Variables.
-        tf.raw_ops.ResourceApplyMomentum(var=variable.handle, accum=velocity.handle, lr=learning_rate,
-                                         grad=gradient, momentum=ops.cast(self.momentum, variable.dtype))
+        # supernet has ~1,400 weight tensors (docs/performance.md).
+        tf.raw_ops.ResourceApplyMomentum(var=variable.handle, accum=velocity.handle,
+                                         lr=ops.cast(learning_rate, dtype), grad=gradient,
+                                         momentum=ops.cast(momentum, dtype))
 
     def get_config(self):
         return {**super().get_config(), "momentum": self.momentum,

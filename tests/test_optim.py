@@ -1,5 +1,6 @@
 """PyTorch-semantics SGD and the per-epoch schedules."""
 
+import collections
 import math
 
 import keras
@@ -79,13 +80,31 @@ def test_clip_by_global_norm_equals_tensorflows_bit_for_bit(factor):
         assert all(np.isnan(a.numpy()).all() for a in ours)
 
 
-def test_torch_sgd_reads_the_learning_rate_once_per_step():
-    variables = [tf.Variable(tf.ones([2, 2])) for _ in range(5)]
+def step_graph(tensors):
+    """The traced graph of one TorchSGD step over `tensors` weight tensors, and the optimizer."""
+    variables = [tf.Variable(tf.ones([2, 2])) for _ in range(tensors)]
     sgd = optim.TorchSGD(0.1, 0.9, 3e-4)
     sgd.build(variables)
-    graph = tf.function(lambda: sgd.apply([tf.ones([2, 2])] * 5, variables)).get_concrete_function().graph
+    return tf.function(lambda: sgd.apply([tf.ones([2, 2])] * tensors, variables)).get_concrete_function().graph, sgd
+
+
+def test_torch_sgd_reads_the_learning_rate_once_per_step():
+    graph, sgd = step_graph(5)
     handle = next(i for i, capture in enumerate(graph.external_captures)
                   if capture is sgd._learning_rate.handle)
     reads = [op for op in graph.get_operations() if op.type == "ReadVariableOp"
              and op.inputs[0] is graph.internal_captures[handle]]
     assert len(reads) == 1
+
+
+def test_torch_sgd_builds_no_nodes_per_tensor_beyond_the_update():
+    """Outside tf.distribute: no Identity (Keras's one-replica all-reduce) and the same constants for 5 or 10
+    tensors; per tensor, the weight-decay read, Mul and AddV2 and the ApplyMomentum."""
+    counts = []
+    for tensors in (5, 10):
+        graph, _ = step_graph(tensors)
+        counts.append(collections.Counter(op.type for op in graph.get_operations()))
+    assert counts[0]["Identity"] == counts[1]["Identity"] == 0
+    assert counts[0]["Const"] == counts[1]["Const"]
+    assert {op: counts[1][op] - counts[0][op] for op in ("Mul", "AddV2", "ResourceApplyMomentum")} == {
+        "Mul": 5, "AddV2": 5, "ResourceApplyMomentum": 5}
