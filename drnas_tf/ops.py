@@ -10,6 +10,7 @@ the reference code fails (docs/differences.md).
 import contextlib
 import math
 import threading
+import weakref
 
 import keras
 import tensorflow as tf
@@ -90,6 +91,22 @@ class BatchNorm(keras.layers.BatchNormalization):
         return batch_norm_together([self], inputs, training)[0]
 
 
+_GRAPH_CONSTANTS = weakref.WeakKeyDictionary()  # traced graph -> {(value, length, device): tensor}
+
+
+def _constant_vector(value, length, device):
+    """A float32 [length] vector of `value` on `device`, made once per traced graph: a non-affine BatchNorm's
+    scale and offset, ~1,850 graph nodes otherwise in a DARTS supernet's pass (docs/performance.md)."""
+    if tf.executing_eagerly():
+        return tf.constant(value, tf.float32, [length])
+    constants = _GRAPH_CONSTANTS.setdefault(tf.compat.v1.get_default_graph(), {})
+    key = value, length, device
+    if key not in constants:
+        with tf.control_dependencies(None), tf.device(device):  # usable anywhere in the graph
+            constants[key] = tf.constant(value, tf.float32, [length])
+    return constants[key]
+
+
 def batch_norm_together(layers, x, training=None):
     """BatchNorm layers (of one kind) applied to consecutive channel blocks of x, as one fused kernel: BN acts
     per channel, so this is each layer on its block. Returns one output per layer, in the compute dtype."""
@@ -100,8 +117,8 @@ def batch_norm_together(layers, x, training=None):
         values = [tf.convert_to_tensor(getattr(layer, name)) for layer in layers]
         return values[0] if len(values) == 1 else tf.concat(values, axis=0)
 
-    scale = stacked("gamma") if first.scale else tf.ones([x.shape[-1]], tf.float32)
-    offset = stacked("beta") if first.center else tf.zeros([x.shape[-1]], tf.float32)
+    scale = stacked("gamma") if first.scale else _constant_vector(1.0, x.shape[-1], x.device)
+    offset = stacked("beta") if first.center else _constant_vector(0.0, x.shape[-1], x.device)
     moving_mean, moving_variance = stacked("moving_mean"), stacked("moving_variance")
     if training and first.trainable:
         # The kernel also returns the updated moving statistics: momentum * old + (1 - momentum) * batch.
