@@ -91,20 +91,22 @@ class BatchNorm(keras.layers.BatchNormalization):
         return batch_norm_together([self], inputs, training)[0]
 
 
-_GRAPH_CONSTANTS = weakref.WeakKeyDictionary()  # traced graph -> {(value, length, device): tensor}
+_CONSTANT_VECTORS = weakref.WeakKeyDictionary()  # traced graph -> {(value, length, device): tensor name}
 
 
 def _constant_vector(value, length, device):
     """A float32 [length] vector of `value` on `device`, made once per traced graph: a non-affine BatchNorm's
-    scale and offset, ~1,850 graph nodes otherwise in a DARTS supernet's pass (docs/performance.md)."""
+    scale and offset, ~1,850 graph nodes otherwise in a DARTS supernet's pass (docs/performance.md). The
+    cache holds names, not tensors, which would keep their graph alive."""
     if tf.executing_eagerly():
         return tf.constant(value, tf.float32, [length])
-    constants = _GRAPH_CONSTANTS.setdefault(tf.compat.v1.get_default_graph(), {})
+    graph = tf.compat.v1.get_default_graph()
+    names = _CONSTANT_VECTORS.setdefault(graph, {})
     key = value, length, device
-    if key not in constants:
+    if key not in names:
         with tf.control_dependencies(None), tf.device(device):  # usable anywhere in the graph
-            constants[key] = tf.constant(value, tf.float32, [length])
-    return constants[key]
+            names[key] = tf.constant(value, tf.float32, [length]).name
+    return graph.get_tensor_by_name(names[key])
 
 
 def batch_norm_together(layers, x, training=None):

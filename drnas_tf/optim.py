@@ -30,8 +30,8 @@ class TorchSGD(keras.optimizers.Optimizer):
         self.momentums = self.add_optimizer_variables(variables, "momentum")
 
     def _backend_update_step(self, gradients, variables, learning_rate):
-        # Per step, not per tensor: one learning-rate read, one momentum and one weight-decay constant and,
-        # outside tf.distribute, no all-reduce (Keras's is an Identity per tensor for one replica): ~5,600
+        # One learning-rate read per step, not per tensor, and outside tf.distribute also one momentum and one
+        # weight-decay constant and no all-reduce (Keras's is an Identity per tensor for one replica): ~5,600
         # graph nodes fewer in a DARTS supernet's step, each of which costs memory (docs/performance.md).
         learning_rate = tf.convert_to_tensor(learning_rate)
         if tf.distribute.has_strategy():  # Keras all-reduces and updates each replica's copy

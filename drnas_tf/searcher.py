@@ -115,9 +115,10 @@ class Searcher(keras.Model):
         weight_gradients, edge_gradients = tape.gradient(objective, (supernet.weight_variables, edge_weights))
         return loss, logits, weight_gradients, edge_gradients
 
-    def arch_gradients(self, images, labels, supernet_pass=None):
-        """The first-order architecture gradient: (loss, logits, d((loss + regulariser) / replicas)/d eta)."""
-        supernet, supernet_pass = self.supernet, supernet_pass or self.supernet_pass
+    def arch_gradients(self, images, labels, supernet_pass):
+        """The first-order architecture gradient: (loss, logits, d((loss + regulariser) / replicas)/d eta), the
+        loss's part from `supernet_pass` (the method or train_step's tf.function of it)."""
+        supernet = self.supernet
         replicas = tf.distribute.get_replica_context().num_replicas_in_sync
         with tf.GradientTape() as tape:
             edge_weights = supernet.edge_weights(self.sampling_seed(ARCH_PASS))
@@ -128,7 +129,7 @@ class Searcher(keras.Model):
                                   output_gradients=(edge_gradients, tf.ones_like(regularization)))  # through the draw
         return loss, logits, self.loss_scale.unscale(gradients)
 
-    def arch_step(self, images, labels, train_images=None, train_labels=None, supernet_pass=None):
+    def arch_step(self, images, labels, train_images, train_labels, supernet_pass):
         """One Adam step on eta with the validation batch (+ regulariser); second-order if `unrolled`."""
         supernet = self.supernet
         if self.unrolled:
@@ -199,9 +200,9 @@ class Searcher(keras.Model):
                      for g, plus, minus in zip(arch_gradients, *sides)]
         return loss, logits, gradients
 
-    def weight_step(self, images, labels, supernet_pass=None):
+    def weight_step(self, images, labels, supernet_pass):
         """One SGD step on the weights with the training batch, clipped by the averaged gradient's norm."""
-        supernet, supernet_pass = self.supernet, supernet_pass or self.supernet_pass
+        supernet = self.supernet
         edge_weights = supernet.edge_weights(self.sampling_seed(WEIGHT_PASS))
         loss, logits, gradients, _ = supernet_pass(images, labels, edge_weights)
         gradients = self.loss_scale.unscale(gradients)

@@ -1,6 +1,8 @@
 """Primitive operations: shapes on odd and non-square inputs, parameter counts, reference numerics."""
 
+import gc
 import math
+import weakref
 
 import keras
 import numpy as np
@@ -231,6 +233,11 @@ def test_non_affine_batch_norms_share_their_scale_and_offset_constants():
         return sum(op.type == "Const" for op in graph.get_operations())
 
     assert constants(4) == constants(1)
+    function = tf.function(lambda: layers[0](x, training=True))
+    graph = weakref.ref(function.get_concrete_function().graph)
+    del function
+    gc.collect()
+    assert graph() is None  # the shared constants do not keep a traced graph alive
     mean, variance = tf.nn.moments(x, axes=[0, 1, 2])
     expected = (x - mean) / tf.sqrt(variance + ops.BN_EPSILON)
     for y in tf.function(lambda: [bn(x, training=True) for bn in layers])():
