@@ -8,7 +8,7 @@ from drnas_tf.data.catalog import get_dataset_spec
 _DEFAULTS = {
     ("darts", "cifar"): {"init_channels": 36, "cells": 20, "k": 6},
     ("darts", "imagenet"): {"init_channels": 48, "cells": 14, "k": 6},
-    ("nb201", "cifar"): {"init_channels": 16, "cells": 5, "k": 4},
+    ("nb201", "cifar"): {"init_channels": 16, "cells": 5, "k": 1},
 }
 
 
@@ -108,8 +108,8 @@ _SEARCH_DEFAULTS = {
                                 arch_learning_rate=6e-3, arch_grad_clip=5.0, ks=(6, 3), num_keeps=(7, 4),
                                 stage_epochs=(25, 25), arch_warmup_epochs=10, seed=0),
     ("nb201", "cifar"): dict(batch_size=64, learning_rate=0.025, learning_rate_min=0.001, lr_warmup_epochs=0,
-                             arch_learning_rate=3e-4, arch_grad_clip=0.0, ks=(4, 2), num_keeps=(5, 3),
-                             stage_epochs=(50, 50), arch_warmup_epochs=10, seed=2),
+                             arch_learning_rate=3e-4, arch_grad_clip=0.0, ks=(1,), num_keeps=(5,),
+                             stage_epochs=(100,), arch_warmup_epochs=0, seed=2),
 }
 METHOD_RELAXATIONS = {"dirichlet": "dirichlet", "darts": "softmax", "gumbel": "gumbel"}
 NAN_POLICIES = ("stop", "skip_batch")  # what a NaN or Inf loss does (runtime.py)

@@ -20,10 +20,14 @@ flags.DEFINE_enum("method", "dirichlet", list(config_lib.METHOD_RELAXATIONS),
 flags.DEFINE_string("model_dir", None, "Where checkpoints, TensorBoard events and genotypes go (required).")
 flags.DEFINE_string("data_dir", None, "TFDS data directory (default: TFDS's own).")
 flags.DEFINE_bool("download", False, "Let TFDS download and prepare a missing dataset.")
-flags.DEFINE_list("ks", None, "Partial-channel k per stage (default: DARTS 6,4; ImageNet 6,3; NB201 4,2).")
-flags.DEFINE_list("num_keeps", None, "Operations kept per edge in each stage (default: DARTS 7,4; NB201 5,3).")
-flags.DEFINE_list("stage_epochs", None, "Epochs of each stage (default: DARTS 25,25; NB201 50,50).")
-flags.DEFINE_integer("arch_warmup_epochs", None, "Stage-local epochs before architecture updates (default 10).")
+flags.DEFINE_list("ks", None, "Partial-channel k per stage (default: DARTS 6,4; ImageNet 6,3; NB201 1; "
+                  "the NB201 progressive schedule is 4,2).")
+flags.DEFINE_list("num_keeps", None, "Operations kept per edge in each stage (default: DARTS 7,4; NB201 5; NB201 "
+                  "progressive 5,3).")
+flags.DEFINE_list("stage_epochs", None, "Epochs of each stage (default: DARTS 25,25; NB201 100; NB201 "
+                  "progressive 50,50).")
+flags.DEFINE_integer("arch_warmup_epochs", None, "Stage-local epochs before architecture updates (default 10; NB201 "
+                     "0, its progressive schedule 10).")
 flags.DEFINE_integer("batch_size", None, "Global batch of each half (default 64; ImageNet 512).")
 flags.DEFINE_float("learning_rate", None, "Initial SGD learning rate (default DARTS 0.1, ImageNet 0.5, NB201 0.025).")
 flags.DEFINE_float("learning_rate_min", None, "Final cosine learning rate (default 0; NB201 0.001).")

@@ -38,13 +38,22 @@ def test_flagfiles_describe_valid_searches(path):
 
 
 def test_paper_flagfiles_equal_the_defaults():
+    """A bare --search_space=nb201 runs the reference's main NB201 command (k=1, 5 operations, 100 epochs, no
+    warm-up); the progressive schedule lives in the *_progressive flagfiles."""
     for name, space, dataset in (("darts_cifar10", "darts", "cifar10"), ("darts_imagenet", "darts", "imagenet"),
-                                 ("nb201_cifar10_progressive", "nb201", "cifar10")):
+                                 ("nb201_cifar10", "nb201", "cifar10"), ("nb201_cifar100", "nb201", "cifar100")):
         settings = search_settings(os.path.join(ROOT, "flags", f"{name}.flags"))
         defaults = config_lib.search_config(space, dataset)
-        assert tuple(int(k) for k in settings["ks"]) == defaults.ks
-        assert tuple(int(k) for k in settings["stage_epochs"]) == defaults.stage_epochs
+        for flag in ("ks", "num_keeps", "stage_epochs"):
+            assert tuple(int(value) for value in settings[flag]) == getattr(defaults, flag), (name, flag)
+        assert int(settings["arch_warmup_epochs"]) == defaults.arch_warmup_epochs
         assert float(settings["arch_learning_rate"]) == defaults.arch_learning_rate
+    nb201 = config_lib.search_config("nb201", "cifar10")
+    assert (nb201.ks, nb201.num_keeps, nb201.stage_epochs, nb201.arch_warmup_epochs) == ((1,), (5,), (100,), 0)
+    assert nb201.network.k == 1
+    progressive = search_settings(os.path.join(ROOT, "flags", "nb201_cifar10_progressive.flags"))
+    assert (progressive["ks"], progressive["num_keeps"], progressive["stage_epochs"]) == (
+        ["4", "2"], ["5", "3"], ["50", "50"]) and progressive["arch_warmup_epochs"] == "10"
 
 
 def test_short_digits_search_end_to_end(tmp_path):
