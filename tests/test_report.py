@@ -2,6 +2,7 @@
 
 
 import matplotlib.image
+import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 
@@ -9,6 +10,7 @@ from benchmark_table import synthetic_results, write_table
 from cli_harness import run_module
 from drnas_tf import benchmark, outputs, report, trajectory
 from drnas_tf.spaces import parse_genotype
+from drnas_tf.spaces.nb201 import EDGES as NB201_EDGES
 from drnas_tf.supernet import build_supernet
 
 EPOCHS = 4
@@ -74,6 +76,82 @@ def test_darts_records_without_analysis(tmp_path):
     assert header == ["epoch", "stage", "k", "genotype"] and len(rows) == EPOCHS
     report.render(records, str(tmp_path / "darts.png"))
     assert matplotlib.image.imread(str(tmp_path / "darts.png")).shape[1] > 1000
+    figure = report.build_figure(records)
+    try:
+        assert_no_empty_panel(figure)
+        top = top_probability_axes(figure)
+        assert len(edge_lines(top)) == 28 and top.get_legend() is None and "28 edges, no legend" in top.get_title()
+        assert len(figure.axes) == 1 + 28  # no benchmark, no samples: top panel and edge panels only
+    finally:
+        plt.close(figure)
+
+
+def assert_no_empty_panel(figure):
+    """Every axes draws something: a grid cell with an empty frame is what the layout must not produce."""
+    for axes in figure.axes:
+        assert axes.lines or axes.collections, f"empty panel {axes.get_title()!r}"
+
+
+def top_probability_axes(figure):
+    (axes,) = [a for a in figure.axes if a.get_title().startswith("top operation probability per edge")]
+    return axes
+
+
+def edge_lines(axes):
+    """The per-edge lines of the top-probability panel (the dashed uniform levels left out)."""
+    return [line for line in axes.lines if not line.get_label().startswith("uniform")]
+
+
+def test_nb201_figure_has_every_panel_and_no_empty_one(nb201_run):
+    records = report.load_records(nb201_run)
+    figure = report.build_figure(records)
+    try:
+        assert_no_empty_panel(figure)
+        titles = [axes.get_title() for axes in figure.axes]
+        for dataset in benchmark.DATASETS:
+            assert f"{dataset} test accuracy (%)" in titles
+        assert "sampled architectures" in titles
+        assert [t for t in titles if t.startswith("edge ")] == [f"edge {e}" for e in NB201_EDGES]
+        top = top_probability_axes(figure)
+        assert [line.get_label() for line in edge_lines(top)] == list(NB201_EDGES)
+        assert top.get_ylim() == (0, 1)
+        (uniform,) = [line for line in top.lines if line.get_label().startswith("uniform")]
+        assert uniform.get_linestyle() == "--" and np.allclose(uniform.get_ydata(), 0.2)
+        # 3 trajectory + exploration (+ its twin axis) + top + 6 edge panels, 4 per row: 3 rows, 1 free cell
+        assert len(figure.axes) == 3 + 2 + 1 + 6
+        figure.canvas.draw()  # constrained layout places the axes when drawn
+        boxes = [axes.get_position() for axes in figure.axes]
+        assert len({round(box.x0, 3) for box in boxes}) == 4 and len({round(box.y1, 3) for box in boxes}) == 3
+    finally:
+        plt.close(figure)
+
+
+def test_top_probability_is_the_largest_dirichlet_mean_of_each_edge():
+    """Hand-made eta over 2 epochs with one pruned operation: maxima of (elu(eta) + 1) / sum over kept ops."""
+    masks = np.ones((6, 5), bool)
+    masks[1, 4] = False  # pruned: its (large) eta must not count
+    etas = [np.zeros((6, 5), np.float32), np.zeros((6, 5), np.float32)]
+    etas[1][0] = [-1.0, 0.0, 0.5, 2.0, 0.0]
+    etas[1][1] = [1.0, 0.0, 0.0, 0.0, 9.0]
+    etas[1][2] = [-2.0, -2.0, -2.0, -2.0, -2.0]
+    records = [{"space": "nb201", "epoch": epoch, "relaxation": "dirichlet", "masks": {"cell": masks.tolist()},
+                "arch_parameters": {"cell": eta.tolist()}} for epoch, eta in enumerate(etas)]
+    expected = []
+    for eta in etas:
+        beta = np.where(eta > 0, eta + 1, np.exp(eta)) * masks  # elu(eta) + 1
+        expected.append((beta / beta.sum(axis=1, keepdims=True)).max(axis=1))
+    # by hand for epoch 2: edge 0 = 3 / (e^-1 + 1 + 1.5 + 3 + 1), edge 1 = 2 / (2 + 1 + 1 + 1), edge 2 uniform
+    np.testing.assert_allclose(expected[1][:3], [3 / (np.exp(-1) + 6.5), 0.4, 0.2])
+    figure = report.build_figure(records)
+    try:
+        assert_no_empty_panel(figure)
+        lines = edge_lines(top_probability_axes(figure))
+        assert len(lines) == 6
+        for edge, line in enumerate(lines):
+            np.testing.assert_array_equal(line.get_xdata(), [1, 2])
+            np.testing.assert_allclose(line.get_ydata(), [expected[0][edge], expected[1][edge]], rtol=1e-6)
+    finally:
+        plt.close(figure)
 
 
 def test_bad_input_is_one_line(tmp_path):
