@@ -1,7 +1,8 @@
 """Searches every method with every seed and tabulates the results:
 
     python -m drnas_tf.sweep --flagfile=flags/quickstart.flags --seeds=0,1,2 --methods=dirichlet,darts,gumbel \
-        --sweep_dir=runs/sweep [--nb201_benchmark=PATH | --retrain_epochs=N [--train_flagfile=FILE]]
+        --sweep_dir=runs/sweep [--nb201_benchmark=PATH | --retrain_epochs=N [--train_flagfile=FILE] \
+        [--random_genotypes=R [--random_seed=S]]]
 
 The search flags (from --flagfile or the command line, all of `drnas_tf.search`'s) are frozen into
 SWEEP_DIR/search.flags; each run is `python -m drnas_tf.search --flagfile=SWEEP_DIR/search.flags
@@ -11,12 +12,21 @@ space), otherwise, with --retrain_epochs > 0, the test top-1 of `python -m drnas
 for that many epochs (its results.json). SWEEP_DIR/results.csv and results.md hold one row per run (genotype,
 score, search time) and the mean and standard deviation (ddof 1) per method. A finished run keeps its
 SWEEP_DIR/M/seed_S/sweep_result.json, so re-running the same command only does what is missing.
+
+With --random_genotypes=R (NB201 space, --retrain_epochs > 0) the sweep also retrains R genotypes drawn
+uniformly from the space (an independent uniform operation on each edge; the draw is fixed by --random_seed, and
+a larger R keeps the first ones) in SWEEP_DIR/random/genotype_NN, exactly as the searched genotypes are
+retrained: chance's distribution of the score, which says whether a search beats picking at random. The tables
+then gain the random genotypes' block (each genotype, then mean, std, min, median and max) and, for every
+searched run, its percentile within that distribution. --methods= (empty) retrains only the random genotypes.
 """
 
+import functools
 import json
 import os
 import queue
 import shlex
+import statistics
 import subprocess
 import sys
 import threading
@@ -26,24 +36,29 @@ from absl import flags
 
 from drnas_tf import cli, config as config_lib, search
 from drnas_tf.outputs import atomic_write_text
+from drnas_tf.spaces import nb201
 from drnas_tf.tables import csv_text, markdown_table
 
 FLAGS = flags.FLAGS
 flags.adopt_module_key_flags(search)  # the search flags a --flagfile gives, listed by --helpshort
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds to search each method with.")
 flags.DEFINE_list("methods", list(config_lib.METHOD_RELAXATIONS), "Methods to compare: "
-                  + ", ".join(config_lib.METHOD_RELAXATIONS) + ".")
+                  + ", ".join(config_lib.METHOD_RELAXATIONS) + " (empty: only the --random_genotypes).")
 flags.DEFINE_string("sweep_dir", None, "Where the runs, search.flags, results.csv and results.md go (required).")
 flags.DEFINE_integer("retrain_epochs", 0, "Without --nb201_benchmark: retrain each genotype for this many "
                      "epochs with `python -m drnas_tf.train` and report its test top-1 (0: no retraining).")
 flags.DEFINE_string("train_flagfile", None, "Flagfile passed to `python -m drnas_tf.train` (dataset, sizes).")
+flags.DEFINE_integer("random_genotypes", 0, "NB201 space, with --retrain_epochs: also retrain this many "
+                     "uniformly random genotypes, the baseline each searched run gets a percentile within.")
+flags.DEFINE_integer("random_seed", 0, "Seed of the --random_genotypes draw (the same seed draws the same ones).")
 flags.DEFINE_list("gpus", [], "GPU ids to run on, one run per GPU at a time (CUDA_VISIBLE_DEVICES); empty: "
                   "one run at a time on the default devices.")
 
 RUN_OVERRIDES = ("model_dir", "method", "seed")  # set per run, never forwarded
 RESULT_FILE = "sweep_result.json"
+RANDOM = "random"  # the random genotypes' "method" in results and tables, and their folder in SWEEP_DIR
 BENCHMARK_COLUMNS = tuple(f"{dataset}/{split}" for dataset in ("cifar10", "cifar100", "ImageNet16-120")
-                          for split in ("valid", "test"))  # SPEC §9.1's columns
+                          for split in ("valid", "test"))  # the benchmark's six accuracies
 
 
 def search_flags_text():
@@ -54,9 +69,9 @@ def search_flags_text():
 
 
 def parse_runs(methods, seeds):
-    """[(method, seed)] in table order; one-line errors name the flag."""
+    """[(method, seed)] in table order (none for empty --methods); one-line errors name the flag."""
     unknown = [m for m in methods if m not in config_lib.METHOD_RELAXATIONS]
-    if unknown or not methods:
+    if unknown:
         raise ValueError(f"--methods={','.join(methods)}: expected some of {', '.join(config_lib.METHOD_RELAXATIONS)}")
     try:
         seeds = [int(seed) for seed in seeds]
@@ -65,6 +80,29 @@ def parse_runs(methods, seeds):
     if not seeds:
         raise ValueError("--seeds is empty")
     return [(method, seed) for method in methods for seed in seeds]
+
+
+def random_genotype_texts(count, seed):
+    """`count` NB201 genotype texts drawn uniformly (nb201.random_genotype) from one generator seeded by `seed`.
+
+    One generator for the whole draw: the same seed gives the same genotypes, and a larger count only appends,
+    so raising --random_genotypes on an existing sweep keeps the finished ones."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    return [nb201.random_genotype(rng).to_text() for _ in range(count)]
+
+
+def percentile_within(value, population):
+    """The share (%) of `population` strictly below `value`, ties counting half: 50 for a typical draw."""
+    below = sum(other < value for other in population)
+    ties = sum(other == value for other in population)
+    return 100.0 * (below + 0.5 * ties) / len(population)
+
+
+def _env(gpu):
+    """The environment of a run's processes: the sweep's, limited to one GPU when --gpus gave one."""
+    return dict(os.environ, **({"CUDA_VISIBLE_DEVICES": str(gpu)} if gpu is not None else {}))
 
 
 def _run_logged(command, log_path, env):
@@ -89,9 +127,7 @@ def run_one(sweep_dir, method, seed, search_flags_path, retrain_epochs=0, train_
         with open(result_path, encoding="utf-8") as file:
             return json.load(file)
     os.makedirs(run_dir, exist_ok=True)
-    env = dict(os.environ)
-    if gpu is not None:
-        env["CUDA_VISIBLE_DEVICES"] = str(gpu)
+    env = _env(gpu)
     search_dir = os.path.join(run_dir, "search")
     log_path = os.path.join(run_dir, "search.log")
     status, seconds = _run_logged([sys.executable, "-m", "drnas_tf.search", f"--flagfile={search_flags_path}",
@@ -110,11 +146,33 @@ def run_one(sweep_dir, method, seed, search_flags_path, retrain_epochs=0, train_
     return result
 
 
-def retrain(run_dir, search_dir, epochs, train_flagfile, env):
-    """Runs `python -m drnas_tf.train` on the search's genotype; returns its results.json."""
+def run_random(sweep_dir, index, genotype, retrain_epochs, train_flagfile=None, gpu=None):
+    """Retrains random genotype `index` (a text) as run_one retrains a searched one, unless its result exists.
+
+    A stored result for another genotype (the sweep re-run with another --random_seed) is an error rather than
+    a silent mix of two draws."""
+    run_dir = os.path.join(sweep_dir, RANDOM, f"genotype_{index:02d}")
+    result_path = os.path.join(run_dir, RESULT_FILE)
+    if os.path.exists(result_path):
+        with open(result_path, encoding="utf-8") as file:
+            result = json.load(file)
+        if result["genotype"] != genotype:
+            raise ValueError(f"{result_path} holds {result['genotype']}, not the drawn {genotype}: another "
+                             "--random_seed was used in this --sweep_dir")
+        return result
+    os.makedirs(run_dir, exist_ok=True)
+    env = _env(gpu)
+    result = {"method": RANDOM, "seed": index, "genotype": genotype, "search_seconds": None, "benchmark": None,
+              "retrain": retrain(run_dir, genotype, retrain_epochs, train_flagfile, env)}
+    atomic_write_text(result_path, json.dumps(result, indent=1))
+    return result
+
+
+def retrain(run_dir, genotype, epochs, train_flagfile, env):
+    """Runs `python -m drnas_tf.train --genotype=GENOTYPE` (a search's model_dir or a text); returns results.json."""
     train_dir = os.path.join(run_dir, "train")
     log_path = os.path.join(run_dir, "train.log")
-    command = [sys.executable, "-m", "drnas_tf.train", f"--genotype={search_dir}", f"--model_dir={train_dir}",
+    command = [sys.executable, "-m", "drnas_tf.train", f"--genotype={genotype}", f"--model_dir={train_dir}",
                f"--epochs={epochs}"] + ([f"--flagfile={train_flagfile}"] if train_flagfile else [])
     status, _ = _run_logged(command, log_path, env)
     if status:
@@ -134,25 +192,29 @@ def read_retrain_result(train_dir):
         raise ValueError(f"cannot read the retraining result {path}: {error}") from None
 
 
-def run_all(sweep_dir, runs, search_flags_path, retrain_epochs=0, train_flagfile=None, gpus=()):
-    """Runs every (method, seed), one at a time or one per GPU; returns the results in `runs` order.
+def run_all(sweep_dir, runs, search_flags_path, retrain_epochs=0, train_flagfile=None, gpus=(),
+            random_genotypes=()):
+    """Runs every (method, seed), then retrains every random genotype (texts), one at a time or one per GPU.
 
-    Runs that fail do not stop the others; the first failure is raised after all have ended."""
+    Returns (the results in that order, the errors): runs that fail do not stop the others."""
+    tasks = [functools.partial(run_one, sweep_dir, method, seed, search_flags_path, retrain_epochs, train_flagfile)
+             for method, seed in runs]
+    tasks += [functools.partial(run_random, sweep_dir, index, genotype, retrain_epochs, train_flagfile)
+              for index, genotype in enumerate(random_genotypes)]
     jobs = queue.Queue()
-    for index, run in enumerate(runs):
-        jobs.put((index, run))
-    results, errors = [None] * len(runs), []
+    for index, task in enumerate(tasks):
+        jobs.put((index, task))
+    results, errors = [None] * len(tasks), []
 
     def worker(gpu):
         while True:
             try:
-                index, (method, seed) = jobs.get_nowait()
+                index, task = jobs.get_nowait()
             except queue.Empty:
                 return
             try:
-                results[index] = run_one(sweep_dir, method, seed, search_flags_path, retrain_epochs, train_flagfile,
-                                         gpu)
-                print(f"{method} seed {seed}: {results[index]['genotype']}", flush=True)
+                results[index] = task(gpu=gpu)
+                print(progress_line(results[index]), flush=True)
             except ValueError as error:
                 errors.append(error)
 
@@ -162,6 +224,14 @@ def run_all(sweep_dir, runs, search_flags_path, retrain_epochs=0, train_flagfile
     for thread in workers:
         thread.join()
     return [result for result in results if result is not None], errors
+
+
+def progress_line(result):
+    """What the sweep prints as a run finishes: which run, its genotype and, once retrained, its test top-1."""
+    name = (f"{RANDOM} genotype {result['seed']:02d}" if result["method"] == RANDOM
+            else f"{result['method']} seed {result['seed']}")
+    score = f" test top-1 {100 * result['retrain']['test_top1']:.2f} %" if result.get("retrain") else ""
+    return f"{name}: {result['genotype']}{score}"
 
 
 def _mean_std(values):
@@ -187,12 +257,27 @@ def _retrain_value(run, key, scale=1.0):
     return scale * run["retrain"][key] if run.get("retrain") else None
 
 
+SUMMARY = (("mean", lambda values: _mean_std(values)[0]), ("std", lambda values: _mean_std(values)[1]))
+RANGE = (("min", min), ("median", statistics.median), ("max", max))  # the random genotypes' spread, too
+
+
 def tables(results, methods):
-    """(header, per-run rows with numbers, Markdown rows): every run, then mean ± std for each method."""
-    columns = score_columns(results) + [("search seconds", lambda r: r["search_seconds"])]
+    """(header, per-run rows with numbers, Markdown rows): every run, then mean ± std for each method.
+
+    With random genotypes among the results, each searched run also gets its percentile within their test
+    top-1s, and their own block follows the methods', with min, median and max after mean ± std."""
+    randoms = [result for result in results if result["method"] == RANDOM]
+    searched = [result for result in results if result["method"] != RANDOM]
+    columns = score_columns(results)
+    if randoms and searched:
+        population = [run["retrain"]["test_top1"] for run in randoms]
+        columns.append(("percentile among random (%)", lambda run: percentile_within(run["retrain"]["test_top1"],
+                        population) if run["method"] != RANDOM and run.get("retrain") else None))
+    if searched or not randoms:
+        columns.append(("search seconds", lambda run: run["search_seconds"]))
     header = ["method", "seed", "genotype"] + [name for name, _ in columns]
     number_rows, markdown_rows = [], []
-    for method in methods:
+    for method in list(methods) + ([RANDOM] if randoms else []):
         runs = [result for result in results if result["method"] == method]
         for run in runs:
             values = [value(run) for _, value in columns]
@@ -201,20 +286,47 @@ def tables(results, methods):
                                  + ["" if v is None else f"{v:.2f}" for v in values])
         if not runs:
             continue
-        summary = []
-        for _, value in columns:
-            values = [v for v in map(value, runs) if v is not None]
-            summary.append(_mean_std(values) if values else None)
+        stats = SUMMARY + (RANGE if method == RANDOM else ())
+        per_column = [[v for v in map(value, runs) if v is not None] for _, value in columns]
+        figures = {name: [stat(values) if values else None for values in per_column] for name, stat in stats}
         distinct = len({run["genotype"] for run in runs})
-        number_rows.append([method, "mean", f"{distinct} distinct"] + [_round(s[0]) if s else None for s in summary])
-        number_rows.append([method, "std", ""] + [_round(s[1]) if s else None for s in summary])
-        markdown_rows.append([f"**{method}**", f"mean ± std ({len(runs)} seeds)", f"{distinct} distinct"]
-                             + ["" if s is None else f"{s[0]:.2f} ± {s[1]:.2f}" for s in summary])
+        for name, _ in stats:
+            label = f"{distinct} distinct" if name == "mean" else ""
+            number_rows.append([method, name, label] + [_round(figure) for figure in figures[name]])
+        unit = "genotypes" if method == RANDOM else "seeds"
+        markdown_rows.append([f"**{method}**", f"mean ± std ({len(runs)} {unit})", f"{distinct} distinct"]
+                             + _joined(figures, ("mean", "std"), " ± "))
+        if method == RANDOM:
+            markdown_rows.append([f"**{method}**", "min / median / max", ""]
+                                 + _joined(figures, ("min", "median", "max"), " / "))
     return header, number_rows, markdown_rows
+
+
+def _joined(figures, names, separator):
+    """Markdown cells joining the named figures of each column, e.g. "92.00 ± 2.83"; empty where none."""
+    return ["" if figures[names[0]][column] is None
+            else separator.join(f"{figures[name][column]:.2f}" for name in names)
+            for column in range(len(figures[names[0]]))]
 
 
 def _round(value):
     return None if value is None else round(float(value), 4)
+
+
+def check_random_flags(random_genotypes, searches, search_space, retrain_epochs, benchmark):
+    """One-line errors for a --random_genotypes request the sweep cannot score against the searches."""
+    if random_genotypes < 0:
+        raise ValueError(f"--random_genotypes must be 0 or positive, got {random_genotypes}")
+    if not random_genotypes and not searches:
+        raise ValueError("--methods is empty and --random_genotypes=0: nothing to run; expected some of "
+                         + ", ".join(config_lib.METHOD_RELAXATIONS))
+    if random_genotypes and search_space != nb201.Nb201Genotype.space:
+        raise ValueError(f"--random_genotypes needs --search_space=nb201, got {search_space}")
+    if random_genotypes and not retrain_epochs:
+        raise ValueError("--random_genotypes needs --retrain_epochs > 0: random genotypes are scored by retraining")
+    if random_genotypes and benchmark:
+        raise ValueError("--random_genotypes with --nb201_benchmark: the searches would be scored by the benchmark "
+                         "and the random genotypes by retraining; leave out --nb201_benchmark")
 
 
 def main(argv):
@@ -230,6 +342,8 @@ def main(argv):
     if FLAGS.train_flagfile and not os.path.isfile(FLAGS.train_flagfile):
         raise ValueError(f"--train_flagfile={FLAGS.train_flagfile} does not exist")
     config = search.config_from_flags()  # the search flags must describe a valid search before anything runs
+    check_random_flags(FLAGS.random_genotypes, bool(runs), config.network.search_space, FLAGS.retrain_epochs,
+                       bool(FLAGS.nb201_benchmark))
     from drnas_tf import trajectory
     from drnas_tf.benchmark import open_benchmark
 
@@ -240,7 +354,8 @@ def main(argv):
     search_flags_path = os.path.join(FLAGS.sweep_dir, "search.flags")
     atomic_write_text(search_flags_path, search_flags_text())
     results, errors = run_all(FLAGS.sweep_dir, runs, search_flags_path, FLAGS.retrain_epochs,
-                              FLAGS.train_flagfile, FLAGS.gpus)
+                              FLAGS.train_flagfile, FLAGS.gpus,
+                              random_genotype_texts(FLAGS.random_genotypes, FLAGS.random_seed))
     header, number_rows, markdown_rows = tables(results, FLAGS.methods)
     command = " ".join(["python -m drnas_tf.sweep"] + [shlex.quote(arg) for arg in sys.argv[1:]])
     atomic_write_text(os.path.join(FLAGS.sweep_dir, "results.csv"), csv_text(header, number_rows))
