@@ -169,11 +169,13 @@ def run_random(sweep_dir, index, genotype, retrain_epochs, train_flagfile=None, 
 
 
 def retrain(run_dir, genotype, epochs, train_flagfile, env):
-    """Runs `python -m drnas_tf.train --genotype=GENOTYPE` (a search's model_dir or a text); returns results.json."""
+    """Runs `python -m drnas_tf.train --genotype=GENOTYPE` (a search's model_dir or a text); returns results.json.
+
+    The flagfile goes first: absl lets the last value win, so the sweep's --epochs beats the flagfile's."""
     train_dir = os.path.join(run_dir, "train")
     log_path = os.path.join(run_dir, "train.log")
-    command = [sys.executable, "-m", "drnas_tf.train", f"--genotype={genotype}", f"--model_dir={train_dir}",
-               f"--epochs={epochs}"] + ([f"--flagfile={train_flagfile}"] if train_flagfile else [])
+    command = ([sys.executable, "-m", "drnas_tf.train"] + ([f"--flagfile={train_flagfile}"] if train_flagfile else [])
+               + [f"--genotype={genotype}", f"--model_dir={train_dir}", f"--epochs={epochs}"])
     status, _ = _run_logged(command, log_path, env)
     if status:
         raise ValueError(f"retraining {run_dir} failed (exit {status}; {log_path}): {_last_error_line(log_path)}")
