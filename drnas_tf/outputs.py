@@ -131,10 +131,14 @@ class SearchSummaries:
         self.writer.flush()
 
 
-def genotype_record(genotype, supernet, epoch, stage, k, analysis=None):
+def genotype_record(genotype, supernet, epoch, stage, k, analysis=None, arch_steps=None):
     """The genotype's JSON object plus what analysis needs: text form, relaxation, eta and masks, the "benchmark"
-    and "trajectory" entries of `analysis` (trajectory.epoch_analysis) when given (spaces.metadata)."""
+    and "trajectory" entries of `analysis` (trajectory.epoch_analysis) when given (spaces.metadata), and
+    `arch_steps`, the architecture updates made so far, which bounds how far eta can have moved
+    (docs/search_dynamics.md)."""
     record = json.loads(genotype.to_json())
+    if arch_steps is not None:
+        record["arch_steps"] = int(arch_steps)
     record.update(text=genotype.to_text(), epoch=epoch, stage=stage, k=k, relaxation=supernet.relaxation.method,
                   arch_parameters={name: v.numpy().tolist() for name, v in supernet.arch.items()},
                   masks={name: mask.tolist() for name, mask in supernet.masks.items()}, **(analysis or {}))

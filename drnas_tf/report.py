@@ -191,16 +191,21 @@ def _band(record, dataset, split):
 
 
 def summary_rows(records, split="test"):
-    """(header, rows) of the per-epoch summary table; columns empty in every row are left out."""
+    """(header, rows) of the per-epoch summary table; columns empty in every row are left out. "top p" is the
+    smallest, median and largest over edges of each edge's top operation probability."""
     from drnas_tf.benchmark import DATASETS
 
-    header = ["epoch", "stage", "k", "distinct / samples", "op entropy"]
+    import numpy as np
+
+    header = ["epoch", "stage", "k", "top p min/median/max", "distinct / samples", "op entropy"]
     header += [f"{dataset} {split}" for dataset in DATASETS] + [f"samples {dataset} {split} min/median/max"
                                                                  for dataset in DATASETS] + ["genotype"]
     rows = []
     for record in records:
         sampled = record.get("trajectory", {})
+        top = np.concatenate([p.max(axis=1) for p in operation_probabilities(record).values()])
         row = [record["epoch"] + 1, record["stage"] + 1, record["k"],
+               "/".join(f"{v:.2f}" for v in (top.min(), np.median(top), top.max())),
                f"{sampled['distinct_genotypes']} / {sampled['samples']}" if sampled else "",
                f"{sampled['op_entropy']:.3f}" if sampled else ""]
         row += [_format(_chosen(record, dataset, split)) for dataset in DATASETS]

@@ -194,8 +194,9 @@ def run_search(config, model_dir, epoch_data, flags_text="", strategy=None, verb
                                                  (config.seed, epoch), benchmark)
             summaries.log_epoch(epoch, logs, {"weights": learning_rate, "arch": config.arch_learning_rate},
                                 searcher.supernet, genotype, analysis)
-            outputs.write_genotype(out_dir, outputs.genotype_record(genotype, searcher.supernet, epoch, stage,
-                                                                    config.ks[stage], analysis))
+            outputs.write_genotype(out_dir, outputs.genotype_record(
+                genotype, searcher.supernet, epoch, stage, config.ks[stage], analysis,
+                arch_steps=searcher.arch_optimizer.iterations.numpy()))
             _save_state(out_dir, config, manager, searcher, stage, epoch + 1, 0)
             if distributed.is_chief(strategy):
                 print(f"epoch {epoch + 1}/{config.total_epochs} stage {stage + 1} k={config.ks[stage]} "

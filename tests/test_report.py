@@ -44,7 +44,8 @@ def test_records_give_probabilities_and_a_table(nb201_run):
     np.testing.assert_allclose(first, 0.2, rtol=1e-6)  # eta = 0: Dir(1), mean uniform
     np.testing.assert_allclose(last[:, 3], 7 / 11, rtol=1e-6)  # beta = elu(6) + 1 = 7 against four ones
     header, rows = report.summary_rows(records)
-    assert header[:5] == ["epoch", "stage", "k", "distinct / samples", "op entropy"]
+    assert header[:6] == ["epoch", "stage", "k", "top p min/median/max", "distinct / samples", "op entropy"]
+    assert rows[0][3] == "0.20/0.20/0.20" and rows[-1][3] == f"{7 / 11:.2f}/{7 / 11:.2f}/{7 / 11:.2f}"
     assert "cifar100 test" in header and "samples ImageNet16-120 test min/median/max" in header
     best = "|nor_conv_3x3~0|+|nor_conv_3x3~0|nor_conv_3x3~1|+|nor_conv_3x3~0|nor_conv_3x3~1|nor_conv_3x3~2|"
     assert rows[-1][header.index("genotype")] == f"`{best}`"
@@ -57,7 +58,8 @@ def test_report_command_writes_the_figure_and_prints_the_table(nb201_run, tmp_pa
     result = run_module("drnas_tf.report", nb201_run, f"--output={output}", "--split=valid")
     assert result.returncode == 0, result.stderr[-2000:]
     lines = result.stdout.splitlines()
-    assert lines[0].startswith("| epoch | stage | k | distinct / samples | op entropy | cifar10 valid |")
+    assert lines[0].startswith("| epoch | stage | k | top p min/median/max | distinct / samples | op entropy | "
+                               "cifar10 valid |")
     assert len([line for line in lines if line.startswith("| ")]) == 2 + EPOCHS  # header, rule, epochs
     assert lines[-1] == f"figure written to {output}"
     image = matplotlib.image.imread(output)
@@ -73,7 +75,7 @@ def test_darts_records_without_analysis(tmp_path):
     assert set(probabilities) == {"normal", "reduce"}
     np.testing.assert_allclose(probabilities["normal"][:, 3], np.exp(6) / (np.exp(6) + 6), rtol=1e-5)  # softmax
     header, rows = report.summary_rows(records)
-    assert header == ["epoch", "stage", "k", "genotype"] and len(rows) == EPOCHS
+    assert header == ["epoch", "stage", "k", "top p min/median/max", "genotype"] and len(rows) == EPOCHS
     report.render(records, str(tmp_path / "darts.png"))
     assert matplotlib.image.imread(str(tmp_path / "darts.png")).shape[1] > 1000
     figure = report.build_figure(records)

@@ -66,6 +66,7 @@ def test_short_digits_search_end_to_end(tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     record = json.load(open(os.path.join(model_dir, "genotype.json")))
     assert record["space"] == "nb201" and record["epoch"] == 1 and record["k"] == 1
+    assert record["arch_steps"] == 6  # 2 epochs of 3 steps, no warm-up: one architecture step per step
     assert record["benchmark"] == synthetic_results(nb201.parse_text(record["text"]))
     assert record["trajectory"]["found"] == 10
     assert "final genotype: |" in result.stdout
