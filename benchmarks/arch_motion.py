@@ -21,6 +21,9 @@ import sys
 
 import numpy as np
 
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from drnas_tf import cli  # noqa: E402,F401  (quiets TensorFlow's start-up logs)
+
 
 def read_flags(model_dir):
     """{flag: value text} of the run's flags.txt (the search's frozen flags)."""
@@ -35,8 +38,7 @@ def read_flags(model_dir):
 
 def top_probabilities(record):
     """[edges] largest operation probability of every edge of a record (all cell types)."""
-    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    from drnas_tf.report import operation_probabilities
+    from drnas_tf.outputs import operation_probabilities
 
     return np.concatenate([p.max(axis=1) for p in operation_probabilities(record).values()])
 

@@ -73,6 +73,37 @@ def dirichlet_means(arch_parameters, masks):
     return means
 
 
+def operation_probabilities(record):
+    """{cell type: [edges, ops]} operation probabilities of an epoch record (genotype_record): the Dirichlet mean
+    for DrNAS, the masked softmax of eta for the other relaxations; pruned operations get 0."""
+    masks = {name: np.asarray(mask, bool) for name, mask in record["masks"].items()}
+    if record.get("relaxation", "dirichlet") == "dirichlet":
+        return {name: mean for name, (mean, _) in dirichlet_means(record["arch_parameters"], masks).items()}
+    return {name: relax.masked_softmax(np.asarray(eta, np.float32), masks[name]).numpy()
+            for name, eta in record["arch_parameters"].items()}
+
+
+def edge_names(space, cell_type):
+    """Display names of a cell type's edges: NB201 "i<-j", DARTS "normal 2<-0" (node 2 from input state 0)."""
+    if hasattr(space, "CELL_TYPES"):  # DARTS: (node, input state) pairs
+        return [f"{cell_type} {node + 2}<-{state}" for node, state in space.EDGES]
+    return list(space.EDGES)
+
+
+def top_operations(record):
+    """[(edge name, top operation, its probability, runner-up operation, its probability)] for every edge of an
+    epoch record, from `operation_probabilities`: how decided the search is, edge by edge."""
+    from drnas_tf.spaces import get_space
+
+    space = get_space(record["space"])
+    rows = []
+    for cell_type, probabilities in operation_probabilities(record).items():
+        for name, row in zip(edge_names(space, cell_type), probabilities):
+            first, second = np.argsort(-row, kind="stable")[:2]
+            rows.append((name, space.OPS[first], float(row[first]), space.OPS[second], float(row[second])))
+    return rows
+
+
 def edge_statistics(supernet):
     """Per cell type: Dirichlet mean [edges, ops] (pruned ops 0), concentration [edges, ops] and the
     differential entropy of each edge's Dirichlet over its kept operations [edges]."""

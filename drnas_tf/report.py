@@ -47,29 +47,10 @@ def load_records(model_dir):
     return sorted(records, key=lambda record: record["epoch"])
 
 
-def operation_probabilities(record):
-    """{cell type: [edges, ops]} probabilities of a record: Dirichlet mean, or masked softmax of eta."""
-    import numpy as np
-
-    from drnas_tf import outputs, relax
-
-    masks = {name: np.asarray(mask, bool) for name, mask in record["masks"].items()}
-    if record.get("relaxation", "dirichlet") == "dirichlet":
-        return {name: mean for name, (mean, _) in outputs.dirichlet_means(record["arch_parameters"], masks).items()}
-    return {name: relax.masked_softmax(np.asarray(eta, np.float32), masks[name]).numpy()
-            for name, eta in record["arch_parameters"].items()}
-
-
 def _space(record):
     from drnas_tf.spaces import get_space
 
     return get_space(record["space"])
-
-
-def _edge_names(space, name):
-    if hasattr(space, "CELL_TYPES"):  # DARTS: (node, input state) pairs
-        return [f"{name} {node + 2}<-{state}" for node, state in space.EDGES]
-    return list(space.EDGES)
 
 
 LEGEND_LIMIT = 10  # more lines than this (DARTS: 28 edges) make a legend that hides the plot
@@ -88,13 +69,14 @@ def build_figure(records, split="test"):
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
+    from drnas_tf import outputs
     from drnas_tf.benchmark import DATASETS
 
     epochs = [record["epoch"] + 1 for record in records]
     space = _space(records[0])
-    probabilities = [operation_probabilities(record) for record in records]
+    probabilities = [outputs.operation_probabilities(record) for record in records]
     edges = [(name, edge, label) for name in probabilities[0]
-             for edge, label in enumerate(_edge_names(space, name))]
+             for edge, label in enumerate(outputs.edge_names(space, name))]
     datasets = [d for d in DATASETS if any(_chosen(r, d, split) is not None or _band(r, d, split) for r in records)]
     panels = [lambda axes, d=d: _trajectory_panel(axes, records, epochs, d, split) for d in datasets]
     if any("trajectory" in record for record in records):
@@ -193,6 +175,7 @@ def _band(record, dataset, split):
 def summary_rows(records, split="test"):
     """(header, rows) of the per-epoch summary table; columns empty in every row are left out. "top p" is the
     smallest, median and largest over edges of each edge's top operation probability."""
+    from drnas_tf import outputs
     from drnas_tf.benchmark import DATASETS
 
     import numpy as np
@@ -203,7 +186,7 @@ def summary_rows(records, split="test"):
     rows = []
     for record in records:
         sampled = record.get("trajectory", {})
-        top = np.concatenate([p.max(axis=1) for p in operation_probabilities(record).values()])
+        top = np.concatenate([p.max(axis=1) for p in outputs.operation_probabilities(record).values()])
         row = [record["epoch"] + 1, record["stage"] + 1, record["k"],
                "/".join(f"{v:.2f}" for v in (top.min(), np.median(top), top.max())),
                f"{sampled['distinct_genotypes']} / {sampled['samples']}" if sampled else "",

@@ -5,6 +5,7 @@ each experiment, and flags/quickstart.flags runs on the built-in `digits` data i
 Re-running the same command with the same --model_dir resumes the search.
 """
 
+import json
 import os
 
 from absl import flags
@@ -118,7 +119,24 @@ def main(argv):
                                      jit_compile=FLAGS.jit_compile, recompute_cells=FLAGS.recompute_cells,
                                      return_freed_memory=FLAGS.return_freed_memory)
     print(f"final genotype: {genotype.to_text()}")
-    print(f"written to {os.path.join(FLAGS.model_dir, 'genotype.json')}")
+    record_path = os.path.join(FLAGS.model_dir, "genotype.json")
+    if os.path.exists(record_path):  # a worker other than the chief may not see the chief's model_dir
+        print_top_operations(record_path)
+    print(f"written to {record_path}")
+
+
+def print_top_operations(record_path):
+    """Prints each edge's top operation and runner-up with their probabilities: how decided the search is."""
+    from drnas_tf import outputs
+
+    with open(record_path, encoding="utf-8") as file:
+        record = json.load(file)
+    kind = "Dirichlet mean" if record["relaxation"] == "dirichlet" else f"{record['relaxation']} of eta"
+    print(f"operation probabilities per edge ({kind}), top and runner-up:")
+    rows = outputs.top_operations(record)
+    width = max(len(row[0]) for row in rows)
+    for edge, top, top_probability, second, second_probability in rows:
+        print(f"  {edge:>{width}}: {top} {top_probability:.2f}   {second} {second_probability:.2f}")
 
 
 if __name__ == "__main__":

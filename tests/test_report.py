@@ -40,7 +40,7 @@ def nb201_run(tmp_path_factory):
 def test_records_give_probabilities_and_a_table(nb201_run):
     records = report.load_records(nb201_run)
     assert [r["epoch"] for r in records] == list(range(EPOCHS))
-    first, last = (report.operation_probabilities(r)["cell"] for r in (records[0], records[-1]))
+    first, last = (outputs.operation_probabilities(r)["cell"] for r in (records[0], records[-1]))
     np.testing.assert_allclose(first, 0.2, rtol=1e-6)  # eta = 0: Dir(1), mean uniform
     np.testing.assert_allclose(last[:, 3], 7 / 11, rtol=1e-6)  # beta = elu(6) + 1 = 7 against four ones
     header, rows = report.summary_rows(records)
@@ -71,7 +71,7 @@ def test_darts_records_without_analysis(tmp_path):
     supernet = build_supernet("darts", 10, init_channels=4, k=1, layers=3, method="softmax")
     write_records(str(tmp_path), supernet)
     records = report.load_records(str(tmp_path))
-    probabilities = report.operation_probabilities(records[-1])
+    probabilities = outputs.operation_probabilities(records[-1])
     assert set(probabilities) == {"normal", "reduce"}
     np.testing.assert_allclose(probabilities["normal"][:, 3], np.exp(6) / (np.exp(6) + 6), rtol=1e-5)  # softmax
     header, rows = report.summary_rows(records)
@@ -162,3 +162,16 @@ def test_bad_input_is_one_line(tmp_path):
     assert result.stderr.strip().endswith("holds no genotypes/epoch_*.json: pass the --model_dir of a search")
     result = run_module("drnas_tf.report")
     assert result.returncode == 2 and "expected one MODEL_DIR" in result.stderr
+
+
+def test_top_operations_names_each_edge_top_and_runner_up():
+    eta = np.zeros((6, 5))
+    eta[0] = [0.0, 0.0, -1.0, 2.0, 0.5]  # beta = 1, 1, e^-1, 3, 1.5
+    record = {"space": "nb201", "relaxation": "dirichlet", "arch_parameters": {"cell": eta.tolist()},
+              "masks": {"cell": np.ones((6, 5), bool).tolist()}}
+    rows = outputs.top_operations(record)
+    total = 1 + 1 + np.exp(-1) + 3 + 1.5
+    assert rows[0][:3] == ("1<-0", "nor_conv_3x3", pytest.approx(3 / total))
+    assert rows[0][3:] == ("avg_pool_3x3", pytest.approx(1.5 / total))
+    assert [row[0] for row in rows] == list(NB201_EDGES)
+    assert rows[1] == ("2<-0", "none", pytest.approx(0.2), "skip_connect", pytest.approx(0.2))  # ties: lower index

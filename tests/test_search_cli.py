@@ -8,7 +8,7 @@ import pytest
 
 from benchmark_table import synthetic_results, write_table
 from cli_harness import ROOT, flagfile_settings, run_module
-from drnas_tf import config as config_lib
+from drnas_tf import config as config_lib, outputs
 from drnas_tf.spaces import nb201
 
 LIST_FLAGS = {"ks", "num_keeps", "stage_epochs"}
@@ -70,6 +70,12 @@ def test_short_digits_search_end_to_end(tmp_path):
     assert record["benchmark"] == synthetic_results(nb201.parse_text(record["text"]))
     assert record["trajectory"]["found"] == 10
     assert "final genotype: |" in result.stdout
+    lines = result.stdout.splitlines()
+    start = lines.index("operation probabilities per edge (Dirichlet mean), top and runner-up:")
+    printed = [line.split() for line in lines[start + 1:start + 7]]
+    expected = outputs.top_operations(record)
+    assert [(edge[:-1], top, float(p)) for edge, top, p, _, _ in printed] == [
+        (edge, top, round(p, 2)) for edge, top, p, _, _ in expected]
     assert "/10 distinct, op entropy" in result.stdout and "benchmark cifar10/test=" in result.stdout
     assert "--dataset=digits" in open(os.path.join(model_dir, "flags.txt")).read()
     again = run_module("drnas_tf.search", *flags)  # finished: resuming does nothing more and says the same
