@@ -9,8 +9,8 @@ For each search --model_dir it reads the epoch records (genotypes/epoch_NNN.json
   at most, so the budget bounds how far any entry can travel;
 - `eta_abs_max` and `eta_spread`: the largest |eta| and the median over edges of (largest - smallest kept eta);
 - `move_per_step`: the median over kept entries of |eta_final| / T (eta starts within 1e-3 of 0);
-- `efficiency` = the largest per-edge eta spread / budget: the share of Adam's reach that went one way
-  (about the architecture gradient's signal-to-noise ratio, docs/search_dynamics.md);
+- `efficiency` = eta_abs_max / budget: the share of Adam's reach that the furthest entry used, i.e. how
+  consistently its steps went one way (docs/search_dynamics.md);
 - `top_probability` min/median/max over edges of the final Dirichlet mean (or softmax) of the top operation.
 """
 
@@ -60,13 +60,14 @@ def motion(model_dir):
                               for n in final])
     moved = np.concatenate([np.abs(final[n])[masks[n]] for n in final])  # eta starts at 1e-3 * N(0, 1), about 0
     budget = steps * arch_lr
+    eta_abs_max = float(moved.max())
     top = top_probabilities(last)
     return {"run": os.path.basename(os.path.normpath(model_dir)), "epochs": last["epoch"] + 1,
             "batch_size": int(flags["batch_size"]), "arch_steps": steps, "arch_lr": arch_lr, "budget": budget,
             "reg_scale": float(flags.get("reg_scale", "0.001")),
-            "eta_abs_max": float(np.abs(np.concatenate([v.ravel() for v in final.values()])).max()),
+            "eta_abs_max": eta_abs_max,
             "eta_spread": float(np.median(spreads)), "move_per_step": float(np.median(moved) / max(steps, 1)),
-            "efficiency": float(spreads.max() / budget) if budget else None,
+            "efficiency": float(eta_abs_max / budget) if budget else None,
             "top_probability": [round(float(v), 3) for v in (top.min(), np.median(top), top.max())],
             "genotype": last["text"]}
 
