@@ -18,7 +18,9 @@ uniformly from the space (an independent uniform operation on each edge; the dra
 a larger R keeps the first ones) in SWEEP_DIR/random/genotype_NN, exactly as the searched genotypes are
 retrained: chance's distribution of the score, which says whether a search beats picking at random. The tables
 then gain the random genotypes' block (each genotype, then mean, std, min, median and max) and, for every
-searched run, its percentile within that distribution. --methods= (empty) retrains only the random genotypes.
+searched run, its percentile within that distribution, and SWEEP_DIR/results.png shows both (the random
+genotypes' scores as a row of dots, each method's runs on a row of their own with their percentiles).
+--methods= (empty) retrains only the random genotypes.
 """
 
 import functools
@@ -315,6 +317,44 @@ def _round(value):
     return None if value is None else round(float(value), 4)
 
 
+def render_against_random(results, path):
+    """Writes `against_random_figure(results)` to `path` as PNG."""
+    import matplotlib.pyplot as plt
+
+    figure = against_random_figure(results)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+
+
+def against_random_figure(results):
+    """A matplotlib Figure: the random genotypes' retrained test top-1 as a row of dots, and each method's
+    searched runs on a row of their own, labelled with their percentile among the random ones."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    random_scores = [100 * r["retrain"]["test_top1"] for r in results if r["method"] == RANDOM]
+    methods = list(dict.fromkeys(r["method"] for r in results if r["method"] != RANDOM))
+    rows = [RANDOM] + methods
+    figure, axes = plt.subplots(figsize=(8, 1.0 + 0.6 * len(rows)), constrained_layout=True)
+    axes.scatter(random_scores, [0] * len(random_scores), color="grey", alpha=0.6,
+                 label=f"{len(random_scores)} random genotypes")
+    for row, method in enumerate(methods, start=1):
+        runs = [r for r in results if r["method"] == method and r.get("retrain")]
+        scores = [100 * r["retrain"]["test_top1"] for r in runs]
+        axes.scatter(scores, [row] * len(scores), zorder=3)
+        for run, score in zip(runs, scores):
+            axes.annotate(f"seed {run['seed']}: {percentile_within(score, random_scores):.0f}th", (score, row),
+                          textcoords="offset points", xytext=(0, 7), ha="center", fontsize="x-small")
+    axes.set_yticks(range(len(rows)), rows)
+    axes.set_ylim(-0.6, len(rows) - 0.3)
+    axes.set_xlabel("retrained test top-1 (%)")
+    axes.set_title("searched genotypes among random ones (label: percentile among the random)")
+    axes.grid(axis="x", alpha=0.3)
+    return figure
+
+
 def check_random_flags(random_genotypes, searches, search_space, retrain_epochs, benchmark):
     """One-line errors for a --random_genotypes request the sweep cannot score against the searches."""
     if random_genotypes < 0:
@@ -364,6 +404,9 @@ def main(argv):
     markdown = f"Command: `{command}`\n\n" + markdown_table(header, markdown_rows)
     atomic_write_text(os.path.join(FLAGS.sweep_dir, "results.md"), markdown)
     print(markdown, end="")
+    if any(r["method"] == RANDOM and r.get("retrain") for r in results):
+        render_against_random(results, os.path.join(FLAGS.sweep_dir, "results.png"))
+        print(f"figure written to {os.path.join(FLAGS.sweep_dir, 'results.png')}")
     if errors:
         raise errors[0]
 

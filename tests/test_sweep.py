@@ -87,6 +87,28 @@ def test_tables_give_each_search_its_percentile_among_random_genotypes():
     assert [row[1] for row in numbers] == [0, 1, 2, 3, "mean", "std", "min", "median", "max"]
 
 
+def test_figure_places_searched_runs_among_random_ones(tmp_path):
+    import matplotlib.image
+
+    def retrained(top1):
+        return {"test_top1": top1, "train_seconds": 5.0}
+
+    runs = [result("random", index, f"|r{index}|", None, retrain=retrained(top1))
+            for index, top1 in enumerate([0.90, 0.80, 0.90, 0.70])]
+    runs += [result("dirichlet", 0, "|a|", 10.0, retrain=retrained(0.95)),
+             result("darts", 0, "|b|", 10.0, retrain=retrained(0.80))]
+    path = tmp_path / "results.png"
+    sweep.render_against_random(runs, str(path))
+    image = matplotlib.image.imread(str(path))
+    assert image.shape[1] == 800 and image[..., :3].std() > 0.05
+    figure = sweep.against_random_figure(runs)
+    (axes,) = figure.axes
+    assert [label.get_text() for label in axes.get_yticklabels()] == ["random", "dirichlet", "darts"]
+    points = [collection.get_offsets().tolist() for collection in axes.collections]
+    assert points == [[[90.0, 0], [80.0, 0], [90.0, 0], [70.0, 0]], [[95.0, 1]], [[80.0, 2]]]
+    assert [text.get_text() for text in axes.texts] == ["seed 0: 100th", "seed 0: 38th"]  # 0.80: 1 below, 1 tie
+
+
 def test_percentile_counts_ties_as_half():
     population = [0.7, 0.8, 0.8, 0.9]
     assert [sweep.percentile_within(value, population) for value in (0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 1.0)] == [
