@@ -81,7 +81,7 @@ def build_figure(records, split="test"):
     panels = [lambda axes, d=d: _trajectory_panel(axes, records, epochs, d, split) for d in datasets]
     if any("trajectory" in record for record in records):
         panels.append(lambda axes: _exploration_panel(axes, records, epochs))
-    panels.append(lambda axes: _top_probability_panel(axes, records[0], epochs, probabilities, edges))
+    panels.append(lambda axes: _top_probability_panel(axes, records, epochs, probabilities, edges))
     for position, (name, edge, label) in enumerate(edges):
         panels.append(lambda axes, n=name, e=edge, l=label, first=not position:
                       _edge_panel(axes, space, epochs, probabilities, n, e, l, first))
@@ -139,12 +139,13 @@ def _exploration_panel(axes, records, epochs):
     entropy_axes.set_ylabel("op entropy (nats)", color="tab:red")
 
 
-def _top_probability_panel(axes, first_record, epochs, probabilities, edges):
-    """Each edge's largest operation probability over the epochs against the uniform level of the first
-    epoch: lines rising away from the dashed level show the distribution concentrating on one operation."""
+def _top_probability_panel(axes, records, epochs, probabilities, edges):
+    """Each edge's largest operation probability over the epochs against the uniform levels (1/kept operations,
+    one line per count kept at some epoch: pruning raises it): lines rising away from the dashed levels show
+    the distribution concentrating on one operation."""
     for name, edge, label in edges:
         axes.plot(epochs, [p[name][edge].max() for p in probabilities], label=label)
-    kept = {int(sum(row)) for mask in first_record["masks"].values() for row in mask}
+    kept = {int(sum(row)) for record in records for mask in record["masks"].values() for row in mask}
     for count in sorted(kept):
         axes.axhline(1 / count, linestyle="--", color="grey", linewidth=1, label=f"uniform 1/{count}")
     title = "top operation probability per edge"
