@@ -19,7 +19,7 @@ a larger R keeps the first ones) in SWEEP_DIR/random/genotype_NN, exactly as the
 retrained: chance's distribution of the score, which says whether a search beats picking at random. The tables
 then gain the random genotypes' block (each genotype, then mean, std, min, median and max) and, for every
 searched run, its percentile within that distribution, and SWEEP_DIR/results.png shows both (the random
-genotypes' scores as a row of dots, each method's runs on a row of their own with their percentiles).
+genotypes' scores as a row of dots, each method's runs on a row of their own, labelled with their percentiles).
 --methods= (empty) retrains only the random genotypes.
 """
 
@@ -328,7 +328,7 @@ def render_against_random(results, path):
 
 def against_random_figure(results):
     """A matplotlib Figure: the random genotypes' retrained test top-1 as a row of dots, and each method's
-    searched runs on a row of their own, labelled with their percentile among the random ones."""
+    searched runs on a row of their own, whose label gives their percentiles among the random ones."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -336,21 +336,19 @@ def against_random_figure(results):
 
     random_scores = [100 * r["retrain"]["test_top1"] for r in results if r["method"] == RANDOM]
     methods = list(dict.fromkeys(r["method"] for r in results if r["method"] != RANDOM))
-    rows = [RANDOM] + methods
-    figure, axes = plt.subplots(figsize=(8, 1.0 + 0.6 * len(rows)), constrained_layout=True)
-    axes.scatter(random_scores, [0] * len(random_scores), color="grey", alpha=0.6,
-                 label=f"{len(random_scores)} random genotypes")
+    labels = [f"{len(random_scores)} random"]
+    figure, axes = plt.subplots(figsize=(8, 1.0 + 0.6 * (len(methods) + 1)), constrained_layout=True)
+    axes.scatter(random_scores, [0] * len(random_scores), color="grey", alpha=0.6)
     for row, method in enumerate(methods, start=1):
         runs = [r for r in results if r["method"] == method and r.get("retrain")]
         scores = [100 * r["retrain"]["test_top1"] for r in runs]
         axes.scatter(scores, [row] * len(scores), zorder=3)
-        for run, score in zip(runs, scores):
-            axes.annotate(f"seed {run['seed']}: {percentile_within(score, random_scores):.0f}th", (score, row),
-                          textcoords="offset points", xytext=(0, 7), ha="center", fontsize="x-small")
-    axes.set_yticks(range(len(rows)), rows)
-    axes.set_ylim(-0.6, len(rows) - 0.3)
+        percentiles = "/".join(f"{percentile_within(score, random_scores):.0f}" for score in scores)
+        labels.append(f"{method}\npercentiles {percentiles}")  # in seed order
+    axes.set_yticks(range(len(labels)), labels)
+    axes.set_ylim(-0.6, len(labels) - 0.4)
     axes.set_xlabel("retrained test top-1 (%)")
-    axes.set_title("searched genotypes among random ones (label: percentile among the random)")
+    axes.set_title("searched genotypes among random ones")
     axes.grid(axis="x", alpha=0.3)
     return figure
 
