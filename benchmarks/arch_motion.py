@@ -44,6 +44,7 @@ def top_probabilities(record):
 
 
 def motion(model_dir):
+    """The figures of the module docstring for one search --model_dir."""
     paths = sorted(glob.glob(os.path.join(model_dir, "genotypes", "epoch_*.json")))
     if not paths:
         raise SystemExit(f"{model_dir} holds no genotypes/epoch_*.json: pass the --model_dir of a search")
@@ -56,17 +57,16 @@ def motion(model_dir):
     arch_lr = float(flags["arch_learning_rate"])
     final = {name: np.asarray(eta) for name, eta in last["arch_parameters"].items()}
     masks = {name: np.asarray(mask, bool) for name, mask in last["masks"].items()}
-    spreads = np.concatenate([np.where(masks[n], final[n], -np.inf).max(1) - np.where(masks[n], final[n], np.inf).min(1)
-                              for n in final])
-    moved = np.concatenate([np.abs(final[n])[masks[n]] for n in final])  # eta starts at 1e-3 * N(0, 1), about 0
+    spreads = np.concatenate([np.where(masks[n], final[n], -np.inf).max(axis=1)
+                              - np.where(masks[n], final[n], np.inf).min(axis=1) for n in final])
+    distances = np.concatenate([np.abs(final[n])[masks[n]] for n in final])  # eta starts at 1e-3 N(0, 1), ~0
     budget = steps * arch_lr
-    eta_abs_max = float(moved.max())
+    eta_abs_max = float(distances.max())
     top = top_probabilities(last)
     return {"run": os.path.basename(os.path.normpath(model_dir)), "epochs": last["epoch"] + 1,
             "batch_size": int(flags["batch_size"]), "arch_steps": steps, "arch_lr": arch_lr, "budget": budget,
-            "reg_scale": float(flags.get("reg_scale", "0.001")),
-            "eta_abs_max": eta_abs_max,
-            "eta_spread": float(np.median(spreads)), "move_per_step": float(np.median(moved) / max(steps, 1)),
+            "reg_scale": float(flags.get("reg_scale", "0.001")), "eta_abs_max": eta_abs_max,
+            "eta_spread": float(np.median(spreads)), "move_per_step": float(np.median(distances) / max(steps, 1)),
             "efficiency": float(eta_abs_max / budget) if budget else None,
             "top_probability": [round(float(v), 3) for v in (top.min(), np.median(top), top.max())],
             "genotype": last["text"]}
