@@ -1,4 +1,5 @@
-"""NAS-Bench-201 results of NB201-space genotypes, looked up by their `Structure.tostr` text (SPEC §6, §9.4).
+"""NAS-Bench-201 results of NB201-space genotypes, looked up by their `Structure.tostr` text
+(docs/method.md §6, §9.4).
 
 Three sources, picked by what the path is:
 - a directory: the NATS-Bench topology benchmark (`NATS-tss-v1_0-3ffb9-simple`), read by the `nats_bench`

@@ -38,7 +38,7 @@ class ImageNetStem(ops.Block):
     """The ImageNet stem: three stride-2 3x3 convolutions, returning the 1/4 and 1/8 resolution maps.
 
     stem0 = conv s2 (3 -> channels/2) BN ReLU conv s2 (-> channels) BN; stem1 = ReLU conv s2 BN.
-    The search supernet uses channels = 3C, the evaluation network channels = C (SPEC §3.1, §8).
+    The search supernet uses channels = 3C, the evaluation network channels = C (docs/method.md §3.1, §8).
 
     Args:
         channels: output channels of both maps.

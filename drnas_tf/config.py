@@ -1,4 +1,5 @@
-"""Network settings as a plain dataclass, with the paper's defaults per space and dataset (SPEC §3, §5, §8)."""
+"""Network settings as a plain dataclass, with the paper's defaults per space and dataset
+(docs/method.md §3, §5, §8)."""
 
 import dataclasses
 
@@ -25,7 +26,7 @@ class NetworkConfig:
         k: partial-channel divisor of the supernet.
         num_keep: operations kept per edge (None keeps all).
         method: relaxation of the supernet (relax.METHODS).
-        nb201_bypass: "sum" (reference) or "mean" (SPEC §10 item 15).
+        nb201_bypass: "sum" (reference) or "mean" (docs/method.md §10).
         image_size: (height, width) of the input.
     """
 
@@ -99,7 +100,7 @@ def check_depth_flags(space, what, **given):
             raise ValueError(f"--{name} does not apply to {what}; its depth flag is --{depth}")
 
 
-# The paper's search settings per (space, stem) (SPEC §2.2, §5.1); CIFAR-style datasets share the CIFAR row.
+# The paper's search settings per (space, stem) (docs/method.md §2.2, §5.1); CIFAR-style datasets share the CIFAR row.
 _SEARCH_DEFAULTS = {
     ("darts", "cifar"): dict(batch_size=64, learning_rate=0.1, learning_rate_min=0.0, lr_warmup_epochs=0,
                              arch_learning_rate=6e-4, arch_grad_clip=0.0, ks=(6, 4), num_keeps=(7, 4),
@@ -125,7 +126,7 @@ class SearchConfig:
         network: the supernet's NetworkConfig (its k and num_keep are those of the first stage).
         method: dirichlet (DrNAS), darts (softmax) or gumbel.
         ks, num_keeps, stage_epochs: per progressive stage, k, operations kept per edge, epochs.
-        arch_warmup_epochs: stage-local epochs before architecture updates begin (SPEC §2.3).
+        arch_warmup_epochs: stage-local epochs before architecture updates begin (docs/method.md §2.3).
         batch_size: global batch of each of the two halves.
         learning_rate, learning_rate_min, lr_warmup_epochs: the weights' cosine schedule over all stages.
         momentum, weight_decay, grad_clip: SGD (PyTorch semantics) and the global-norm clip.
@@ -241,7 +242,7 @@ def _check_divisible(network, ks):
                              f"(--init_channels={network.init_channels}); FactorizedReduce needs it even")
 
 
-# The reference's retraining settings per stem (SPEC §8): CIFAR `train.py --cutout --auxiliary`, ImageNet
+# The reference's retraining settings per stem (docs/method.md §8): CIFAR `train.py --cutout --auxiliary`, ImageNet
 # `train_imagenet.py --auxiliary`. CIFAR-style datasets share the CIFAR row; NB201 networks have no auxiliary
 # head and no drop path (their reference retraining is NAS-Bench-201's lookup, not train.py).
 _TRAIN_DEFAULTS = {
@@ -259,7 +260,7 @@ EVAL_SPLITS = {"imagenet": "validation", "imagenet16-120": "validation"}
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-    """Retraining a genotype from scratch (SPEC §8).
+    """Retraining a genotype from scratch (docs/method.md §8).
 
     Attributes:
         genotype: a DARTS or NB201 genotype.

@@ -2,7 +2,7 @@
 
 One host: MirroredStrategy over its GPUs (or the default strategy on a CPU), trained with Keras's `fit`.
 Several hosts: MultiWorkerMirroredStrategy (MWMS), one process per host, the cluster described by the
-`TF_CONFIG` environment variable (docs/distributed.md). Keras 3's `fit` fails under MWMS (NOTES.md,
+`TF_CONFIG` environment variable (docs/distributed.md). Keras 3's `fit` fails under MWMS (docs/method.md §15,
 keras-team/keras#20585), so there `MultiWorkerLoop` runs the epochs: the model's own `train_step` through
 `strategy.run` inside one tf.function, with the logs averaged over replicas as `fit` does, and the same
 Keras callbacks. Each worker reads its shard of every global batch (tf.distribute rebatches the global batch

@@ -1,6 +1,6 @@
 """Primitive operations of the DARTS and NAS-Bench-201 spaces as Keras layers (NHWC).
 
-The layers follow the reference PyTorch code (SPEC §3, §11): symmetric explicit padding rather than
+The layers follow the reference PyTorch code (docs/method.md §3, §11): symmetric explicit padding rather than
 TensorFlow's bottom/right 'same' padding, bias-free convolutions, BatchNorm with PyTorch's momentum 0.1 and
 eps 1e-5, average pooling that excludes padding, and PyTorch's default uniform initialisation. Stride-2
 paths use ceil-mode output sizes so that every branch of a reduction cell agrees on odd input sizes, where

@@ -1,4 +1,4 @@
-"""Optimizers and learning-rate schedules with the reference's (PyTorch's) semantics (SPEC §2.2, §11)."""
+"""Optimizers and learning-rate schedules with the reference's (PyTorch's) semantics (docs/method.md §2.2, §11)."""
 
 import math
 
@@ -64,7 +64,7 @@ class TorchSGD(keras.optimizers.Optimizer):
 def clipped_sum_over_replicas(gradients, clip_norm):
     """All-reduces per-replica gradients, clips the sum by its global norm; returns what each replica applies.
 
-    Keras optimizers sum the gradients of all replicas themselves but clip before that sum (NOTES.md), so
+    Keras optimizers sum the gradients of all replicas themselves but clip before that sum (docs/method.md §15), so
     the clipped total is divided by the replica count here and summed back by the optimizer.
     """
     context = tf.distribute.get_replica_context()
@@ -102,7 +102,7 @@ LINEAR_TAIL_EPOCHS = 5
 
 
 def linear_learning_rate(epoch, total_epochs, initial, warmup_epochs=0):
-    """The reference ImageNet retraining schedule (`train_imagenet.py:adjust_lr`, SPEC §8).
+    """The reference ImageNet retraining schedule (`train_imagenet.py:adjust_lr`, docs/method.md §8).
 
     initial*(T-5-e)/(T-5) until the last 5 epochs, then the gentler initial*(T-e)/(5(T-5)); a linear warm-up
     initial*(e+1)/warmup_epochs overrides the first `warmup_epochs` epochs. Runs of at most 5 epochs (no
@@ -201,7 +201,7 @@ def apply_if_finite(optimizer, gradients, variables):
 
     Call it in a replica context with gradients already all-reduced (equal on every replica). Under a strategy
     that needs `merge_call`, the condition is taken in the cross-replica context, as Keras's
-    LossScaleOptimizer does: a `tf.cond` around `apply` inside a replica fails there (NOTES.md).
+    LossScaleOptimizer does: a `tf.cond` around `apply` inside a replica fails there (docs/method.md §15).
     """
     if tf.__internal__.distribute.strategy_supports_no_merge_call():
         finite = all_finite(gradients)

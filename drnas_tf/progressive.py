@@ -1,4 +1,4 @@
-"""Progressive learning (SPEC §5): pruning operations between stages."""
+"""Progressive learning (docs/method.md §5): pruning operations between stages."""
 
 import numpy as np
 
@@ -36,7 +36,7 @@ def duplication_map(old_width, new_width, rng):
 
 
 def _op_channel_maps(op, old_width, new_width, rng):
-    """{relative variable path: {axis: map}} for one partial-channel operation (SPEC §5.3).
+    """{relative variable path: {axis: map}} for one partial-channel operation (docs/method.md §5.3).
 
     Each stage of the op's channel chain gets its own random map, shared by the layers that meet on it:
     ReLUConvBN (in, out); DilConv (depthwise = pointwise in, pointwise out = BN); SepConv the same twice with
@@ -81,7 +81,7 @@ def _mapped(value, axis_maps):
 
 
 def widen_supernet(old, new, rng, old_slots=None, new_slots=None):
-    """Copies a supernet's state into its pruned/widened successor (SPEC §5.2-5.3).
+    """Copies a supernet's state into its pruned/widened successor (docs/method.md §5.2-5.3).
 
     Variables of the same shape are copied as they are (stem, preprocessing, heads, eta). The kept
     operations of every mixed edge are widened from old.k to new.k by `duplication_map`s; optimizer slots

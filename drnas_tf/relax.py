@@ -1,6 +1,6 @@
 """How edge weights are drawn from architecture parameters, and how those parameters are regularised.
 
-One relaxation per method (SPEC §1.2, §4):
+One relaxation per method (docs/method.md §1.2, §4):
 - `dirichlet` (DrNAS): theta ~ Dir(elu(eta) + 1), one reparameterised sample per edge per forward pass;
   gradients are TFP's implicit-reparameterisation (pathwise) derivatives.
 - `softmax` (DARTS): theta = softmax(eta), deterministic.
@@ -15,7 +15,7 @@ tfd = tfp.distributions
 
 METHODS = ("dirichlet", "softmax", "gumbel")
 REGULARIZERS = ("l2", "kl")
-SAMPLE_FLOOR = 1e-30  # float32 Dirichlet draws can underflow to 0 when beta < 1 (SPEC §4)
+SAMPLE_FLOOR = 1e-30  # float32 Dirichlet draws can underflow to 0 when beta < 1 (docs/method.md §4)
 
 
 def concentration(arch_param):
@@ -83,7 +83,7 @@ class Relaxation:
 
 
 def regularization_loss(arch_params, reg_type, reg_scale):
-    """The architecture regulariser d(beta, 1) of SPEC §1.3, summed over the given tensors.
+    """The architecture regulariser d(beta, 1) of docs/method.md §1.3, summed over the given tensors.
 
     `l2`: (reg_scale / 2) * ||eta||^2, whose gradient reg_scale * eta is the reference's coupled Adam weight
     decay. `kl`: reg_scale * sum over edges of KL(Dir(elu(eta) + 1) || Dir(1)), pruned entries included as in

@@ -1,6 +1,6 @@
 """Searches an architecture: `python -m drnas_tf.search --dataset=cifar10 --model_dir=runs/c10`.
 
-Defaults are the paper's for the search space and dataset (SPEC §2.2, §5.1); flagfiles in flags/ reproduce
+Defaults are the paper's for the search space and dataset (docs/method.md §2.2, §5.1); flagfiles in flags/ reproduce
 each experiment, and flags/quickstart.flags runs on the built-in `digits` data in minutes on a CPU.
 Re-running the same command with the same --model_dir resumes the search.
 """

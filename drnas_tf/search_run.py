@@ -1,4 +1,4 @@
-"""Runs a whole search: progressive stages of `fit` epochs, checkpoints, resume, outputs (SPEC §2, §5).
+"""Runs a whole search: progressive stages of `fit` epochs, checkpoints, resume, outputs (docs/method.md §2, §5).
 
 Each epoch is one `fit` call on the search dataset (under MultiWorkerMirroredStrategy, where Keras 3's `fit`
 fails, one epoch of distributed.MultiWorkerLoop, which runs the same train_step; only the chief writes into
@@ -58,7 +58,7 @@ def _momentum_slots(searcher):
 
 
 def next_stage(config, searcher, stage, strategy):
-    """Prunes, rebuilds and widens `searcher` into stage `stage` (SPEC §5.2); returns the new Searcher."""
+    """Prunes, rebuilds and widens `searcher` into stage `stage` (docs/method.md §5.2); returns the new Searcher."""
     old = searcher.supernet
     masks = {name: progressive.prune_mask(param.numpy(), old.masks[name], config.num_keeps[stage])
              for name, param in old.arch.items()}

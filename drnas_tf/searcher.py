@@ -1,6 +1,6 @@
 """The search model: one train step = an architecture step on a validation batch, then a weight step.
 
-SPEC §2.1: the architecture parameters eta are stepped by Adam (betas 0.5/0.999) on the validation loss
+docs/method.md §2.1: the architecture parameters eta are stepped by Adam (betas 0.5/0.999) on the validation loss
 (+ the regulariser), the network weights by PyTorch-style SGD on the training loss, with the weight
 gradient clipped by the global norm of the gradient averaged over replicas. Each pass through the supernet
 draws its own edge weights from a stateless seed made of (base seed, optimizer step, pass, replica), so every
@@ -164,7 +164,7 @@ class Searcher(keras.Model):
 
     def _unrolled_arch_gradients(self, images, labels, train_images, train_labels):
         """DARTS's second-order gradient: dL_val(w', eta)/d eta - xi * (finite-difference Hessian-vector product),
-        with w' = w - xi * (mu * v + grad_w L_train + wd * w) one virtual SGD step (SPEC §2.1, §13.2)."""
+        with w' = w - xi * (mu * v + grad_w L_train + wd * w) one virtual SGD step (docs/method.md §2.1, §13.2)."""
         supernet, optimizer = self.supernet, self.weight_optimizer
         replicas = tf.distribute.get_replica_context().num_replicas_in_sync
         weights = [tf.convert_to_tensor(v) for v in supernet.weight_variables]

@@ -1,7 +1,7 @@
 """Retrains a genotype from scratch: `python -m drnas_tf.train --genotype=DrNAS_cifar10 --model_dir=runs/eval`.
 
 --genotype takes a published name, a DARTS or NB201 text, JSON, a file, or a search's model_dir (its
-genotype.json). Defaults are the paper's retraining settings for the dataset (SPEC §8): CIFAR 20 cells, C=36,
+genotype.json). Defaults are the paper's retraining settings for the dataset (docs/method.md §8): CIFAR 20 cells, C=36,
 600 epochs, batch 64, SGD 0.025 cosine to 0, weight decay 3e-4, cutout 16, auxiliary 0.4, drop path 0.3
 rising linearly, clip 5; ImageNet 14 cells, C=48, 250 epochs, batch 768, SGD 0.5 with a 5-epoch warm-up and
 linear decay, weight decay 3e-5, label smoothing 0.1, auxiliary 0.4, colour jitter. flags/train/*.flags

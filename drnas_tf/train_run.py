@@ -1,4 +1,5 @@
-"""Retrains a genotype from scratch: epochs of `fit`, checkpoints, resume, TensorBoard, results.json (SPEC §8).
+"""Retrains a genotype from scratch: epochs of `fit`, checkpoints, resume, TensorBoard, results.json
+(docs/method.md §8).
 
 Each epoch sets the learning rate (cosine, or ImageNet's linear decay, with an optional warm-up) and the
 drop-path probability drop_path_prob * epoch / epochs, then runs one `fit` epoch of the `Trainer` (under

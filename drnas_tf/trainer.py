@@ -1,4 +1,4 @@
-"""The retraining model: one train step = an SGD step on the discrete network's (smoothed) loss (SPEC §8).
+"""The retraining model: one train step = an SGD step on the discrete network's (smoothed) loss (docs/method.md §8).
 
 The loss is cross-entropy with optional label smoothing, plus `auxiliary_weight` times that of the auxiliary
 head; the gradient is summed over replicas and clipped by its global norm (PyTorch's `clip_grad_norm_` after

@@ -1,4 +1,4 @@
-"""Is the distribution learning? Architectures sampled from the current parameters, per epoch (SPEC §9.4).
+"""Is the distribution learning? Architectures sampled from the current parameters, per epoch (docs/method.md §9.4).
 
 The paper's trajectory figure draws 100 architectures from the current Dirichlet each epoch, discretises each
 (per-edge argmax) and plots the range of their NAS-Bench-201 accuracies beside the accuracy of the architecture

@@ -1,6 +1,6 @@
 """`python -m drnas_tf.search` on a two-worker MultiWorkerMirroredStrategy cluster on loopback.
 
-TF's gRPC server listens on every interface whatever TF_CONFIG says (NOTES.md), so the workers run inside a
+TF's gRPC server listens on every interface whatever TF_CONFIG says (docs/method.md §15), so the workers run inside a
 network namespace of their own that has only the loopback device: a holder process made by
 `unshare --net` keeps it, and each worker enters it with `nsenter`. The tests skip where that is not
 permitted (it needs root or user namespaces).

@@ -1,4 +1,4 @@
-"""Progressive learning: pruning by eta, and net2wider widening of weights and momentum (SPEC §5)."""
+"""Progressive learning: pruning by eta, and net2wider widening of weights and momentum (docs/method.md §5)."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Per-dataset image transforms as TensorFlow ops (SPEC §7, §8).
+"""Per-dataset image transforms as TensorFlow ops (docs/method.md §7, §8).
 
 Training transforms take a per-image stateless seed (a [2] integer tensor), so a pipeline that hands out seeds
 deterministically (search_data.py zips each image with a draw of a seeded `tf.data.Dataset.random`) repeats
@@ -12,7 +12,7 @@ exactly under a fixed --seed, whatever the number of parallel map calls. Geometr
   `sample_distorted_bounding_box`: area and ratio are drawn uniformly, where torchvision draws the ratio
   log-uniformly, and after 10 failed tries it keeps the whole image, where torchvision takes a centre crop),
   resized bilinearly to `image_size`, then the flip.
-- Retraining adds (SPEC §8): cutout (CIFAR, `cutout` > 0): after normalisation, a cutout x cutout square
+- Retraining adds (docs/method.md §8): cutout (CIFAR, `cutout` > 0): after normalisation, a cutout x cutout square
   centred on a uniformly random pixel (clipped at the borders) is set to 0, as the reference's Cutout; colour
   jitter (ImageNet, `color_jitter`): brightness, contrast and saturation factors uniform in [0.6, 1.4] and a
   hue shift uniform in [-0.2, 0.2] of a turn, as torchvision's ColorJitter(0.4, 0.4, 0.4, 0.2), applied in that
@@ -25,7 +25,7 @@ import tensorflow as tf
 
 EVAL_RESIZE_RATIO = 256 / 224
 RESIZED_CROP_AREA = (0.08, 1.0)
-RESIZED_CROP_ASPECT_RATIO = (3 / 4, 4 / 3)
+RESIZED_CROP_WIDTH_OVER_HEIGHT = (3 / 4, 4 / 3)
 RESIZED_CROP_ATTEMPTS = 10
 COLOR_JITTER = (0.4, 0.4, 0.4, 0.2)  # brightness, contrast, saturation, hue (torchvision's arguments)
 _GREY_WEIGHTS = (0.299, 0.587, 0.114)  # torchvision's rgb_to_grayscale
@@ -52,7 +52,7 @@ def random_resized_crop(image, size, seed):
     """A random box of a [H, W, 3] image (area 8–100 %, aspect 3/4–4/3) resized to [size, size, 3] float32."""
     begin, box_size, _ = tf.image.stateless_sample_distorted_bounding_box(
         tf.shape(image), bounding_boxes=tf.constant([[[0.0, 0.0, 1.0, 1.0]]]), seed=seed,
-        min_object_covered=0.0, aspect_ratio_range=RESIZED_CROP_ASPECT_RATIO, area_range=RESIZED_CROP_AREA,
+        min_object_covered=0.0, aspect_ratio_range=RESIZED_CROP_WIDTH_OVER_HEIGHT, area_range=RESIZED_CROP_AREA,
         max_attempts=RESIZED_CROP_ATTEMPTS, use_image_if_no_bounding_boxes=True)
     box = tf.slice(image, begin, box_size)
     return tf.image.resize(box, (size, size), method="bilinear", antialias=True)

@@ -1,4 +1,4 @@
-"""The built-in offline dataset `digits` (SPEC §13.1): scikit-learn's 8x8 handwritten digits as 32x32 RGB.
+"""The built-in offline dataset `digits` (docs/method.md §13.1): scikit-learn's 8x8 handwritten digits as 32x32 RGB.
 
 scikit-learn ships the 1,797 images with the package, so a first run needs no download. Each image is scaled
 from 0–16 to uint8 0–255, resized to 32x32 (bilinear) and replicated to three channels, so the CIFAR-style

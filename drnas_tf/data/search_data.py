@@ -1,4 +1,4 @@
-"""Search, retraining and evaluation input pipelines (SPEC §7, §8, §13.1, §13.2b).
+"""Search, retraining and evaluation input pipelines (docs/method.md §7, §8, §13.1, §13.2b).
 
 The search consumes batches `((x_train, y_train), (x_valid, y_valid))`: a batch of the weight part for the
 weights' SGD step and a batch of the architecture part for the architecture's Adam step.
@@ -154,7 +154,7 @@ def train_arrays(name, data_dir=None, download=False):
 
 def train_dataset(name, batch_size, seed=0, cutout=0, color_jitter=False, data_dir=None, download=False,
                   arrays=None):
-    """The retraining input: (dataset, steps_per_epoch) over the whole training split (SPEC §8).
+    """The retraining input: (dataset, steps_per_epoch) over the whole training split (docs/method.md §8).
 
     Args:
         name: a catalog dataset.

@@ -1,4 +1,4 @@
-"""The DARTS-space evaluation network retrained from scratch on a genotype (SPEC §3.1, §8).
+"""The DARTS-space evaluation network retrained from scratch on a genotype (docs/method.md §3.1, §8).
 
 Follows the reference `model.py` (NetworkCIFAR / NetworkImageNet): each node adds two operations of its
 genotype, drop path regularises the non-Identity ones during training, and an optional auxiliary head reads
@@ -156,7 +156,7 @@ class AuxiliaryHeadCIFAR(_AuxiliaryHead):
 
 @keras.saving.register_keras_serializable(package="drnas_tf")
 class AuxiliaryHeadImageNet(_AuxiliaryHead):
-    """The ImageNet auxiliary head: pool stride 2 (7x7 -> 2x2), no BN after the 2x2 convolution (SPEC §8)."""
+    """The ImageNet auxiliary head: pool stride 2 (7x7 -> 2x2), no BN after the 2x2 convolution (docs/method.md §8)."""
 
     pool_stride = 2
     second_bn = False

@@ -1,4 +1,5 @@
-"""The NAS-Bench-201 network built from a genotype (SPEC §3.2): the benchmark's TinyNetwork with InferCells."""
+"""The NAS-Bench-201 network built from a genotype (docs/method.md §3.2):
+the benchmark's TinyNetwork with InferCells."""
 
 import keras
 import tensorflow as tf

@@ -1,4 +1,4 @@
-"""The DARTS search space: seven operations on the 14 edges of a four-node cell (SPEC §3.1, §6).
+"""The DARTS search space: seven operations on the 14 edges of a four-node cell (docs/method.md §3.1, §6).
 
 This module is the single source of the operation order and edge order that the supernet, the discrete
 networks and the genotype files all share. It imports only numpy so that tools which only read genotypes
@@ -237,7 +237,7 @@ def _derive_cell(edge_weights: np.ndarray) -> tuple[tuple[str, int], ...]:
 
 
 def derive(weights: dict[str, np.ndarray]) -> DartsGenotype:
-    """Derives the discrete genotype from per-edge operation weights (SPEC §6).
+    """Derives the discrete genotype from per-edge operation weights (docs/method.md §6).
 
     For each node the two incoming edges with the largest maximum weight are kept, strongest first, each with
     its argmax operation. Ties go to the lower index (the lower input state, the earlier operation), as the

@@ -1,4 +1,4 @@
-"""The NAS-Bench-201 search space: five operations on the 6 edges of a four-node cell (SPEC §3.2, §6).
+"""The NAS-Bench-201 search space: five operations on the 6 edges of a four-node cell (docs/method.md §3.2, §6).
 
 The genotype's text form is NAS-Bench-201's `Structure.tostr` string, which is the key the benchmark's API
 is queried with. This module imports only numpy so that tools which only read genotypes stay fast to start.
@@ -107,7 +107,7 @@ def parse_text(text: str) -> Nb201Genotype:
 
 
 def derive(weights: dict[str, np.ndarray]) -> Nb201Genotype:
-    """Derives the genotype as the argmax operation of every edge, 'none' included (SPEC §6).
+    """Derives the genotype as the argmax operation of every edge, 'none' included (docs/method.md §6).
 
     Args:
       weights: "cell" array of shape [6, 5] ([edges, ops] in `EDGES` / `OPS` order), already softmaxed with

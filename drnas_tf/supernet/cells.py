@@ -1,4 +1,4 @@
-"""Search cells: every edge of the cell is a MixedOp (SPEC §3)."""
+"""Search cells: every edge of the cell is a MixedOp (docs/method.md §3)."""
 
 import numpy as np
 import tensorflow as tf
@@ -64,7 +64,7 @@ class Nb201SearchCell(ops.Block):
     """A NAS-Bench-201 search cell: node i = sum over j < i of MixedOp(node j); the output is node 3.
 
     With k > 1 the reference lets the bypassed channels add up over a node's inputs, growing them x4 per
-    cell (SPEC §10 item 15). bypass="sum" reproduces that; bypass="mean" scales the bypass of node i's edges
+    cell (docs/method.md §10). bypass="sum" reproduces that; bypass="mean" scales the bypass of node i's edges
     by 1/i so bypassed channels keep the cell input's scale (docs/differences.md).
 
     Args:

@@ -1,4 +1,4 @@
-"""The partial-channel mixed operation of an edge (SPEC §4)."""
+"""The partial-channel mixed operation of an edge (docs/method.md §4)."""
 
 import tensorflow as tf
 

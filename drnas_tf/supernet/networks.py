@@ -14,7 +14,7 @@ from drnas_tf.spaces import darts, nb201
 from drnas_tf.supernet.cells import DartsSearchCell, Nb201SearchCell
 
 STEMS = ("cifar", "imagenet")
-ARCH_INIT_STDDEV = 1e-3  # eta = 1e-3 * N(0, 1), so beta = elu(eta) + 1 is about 1 (SPEC §1.2)
+ARCH_INIT_STDDEV = 1e-3  # eta = 1e-3 * N(0, 1), so beta = elu(eta) + 1 is about 1 (docs/method.md §1.2)
 
 
 class Supernet(keras.Model):
@@ -92,7 +92,7 @@ class Supernet(keras.Model):
                 for i, (name, param) in enumerate(self.arch.items())}
 
     def derivation_weights(self):
-        """softmax(eta) with pruned operations zeroed and rows renormalised (SPEC §6), as numpy."""
+        """softmax(eta) with pruned operations zeroed and rows renormalised (docs/method.md §6), as numpy."""
         return {name: relax.masked_softmax(param, tf.constant(self.masks[name])).numpy()
                 for name, param in self.arch.items()}
 

@@ -17,7 +17,7 @@ from drnas_tf.spaces import nb201 as nb201_space
 PUBLISHED = darts_space.PUBLISHED
 
 # ---------------------------------------------------------------------------------------------------------
-# An independent closed-form parameter counter, written from SPEC §3.1 and §8 (not from the network code).
+# An independent closed-form parameter counter, written from docs/method.md §3.1 and §8 (not from the network code).
 
 
 def _bn(channels):
@@ -83,7 +83,7 @@ def _expected_aux_params(channels, num_classes, second_bn):
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Published sizes (SPEC §14).
+# Published sizes (docs/method.md §14).
 
 CIFAR = dict(num_classes=10, init_channels=36, layers=20, stem="cifar")
 IMAGENET = dict(num_classes=1000, init_channels=48, layers=14, stem="imagenet")
@@ -390,7 +390,7 @@ def test_build_network_rejects_incompatible_arguments():
 
 # ---------------------------------------------------------------------------------------------------------
 # Multiply-accumulates of the published genotypes, from an independent closed form (convolutions and the
-# classifier; SPEC §14), auxiliary head excluded (it runs in training only).
+# classifier; docs/method.md §14), auxiliary head excluded (it runs in training only).
 
 
 def _out(size, stride):

@@ -19,7 +19,7 @@ BEST_CIFAR10 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0
 
 
 def _expected_params(genotype, num_classes, init_channels, cells_per_stage):
-    """Trainable parameters from SPEC §3.2's rules, written independently of the network code."""
+    """Trainable parameters from docs/method.md §3.2's rules, written independently of the network code."""
 
     def conv_bn(channels_in, channels_out, kernel_size):
         return kernel_size**2 * channels_in * channels_out + 2 * channels_out

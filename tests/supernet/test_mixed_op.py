@@ -106,7 +106,7 @@ def test_nb201_bypass_sum_grows_about_fourfold_per_cell_and_mean_does_not():
     growth_sum = nb201_stack_growth("sum")
     growth_mean = nb201_stack_growth("mean")
     ratios = growth_sum[1:] / growth_sum[:-1]
-    assert np.all(ratios > 2.5) and np.all(ratios < 4.5), growth_sum  # SPEC §10 item 15: about x4
+    assert np.all(ratios > 2.5) and np.all(ratios < 4.5), growth_sum  # docs/method.md §10: about x4
     assert growth_sum[-1] > 100
     assert growth_mean.max() < 3, growth_mean
     assert nb201_stack_growth("sum", k=1).max() < 3  # no bypass, no growth

@@ -1,4 +1,4 @@
-"""Supernets: exact parameter counts (SPEC §3-§4), shapes, arch/weight split, genotypes, config."""
+"""Supernets: exact parameter counts (docs/method.md §3-§4), shapes, arch/weight split, genotypes, config."""
 
 import numpy as np
 import pytest
