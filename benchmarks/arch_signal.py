@@ -81,16 +81,17 @@ def main(argv):
     import numpy as np
     import tensorflow as tf
 
-    from drnas_tf import outputs, search_run
-    from drnas_tf.data.search_data import search_datasets
+    from drnas_tf import outputs, run_loop, search_task
+    from drnas_tf.data.pipelines import search_datasets
 
     config = search.config_from_flags()
     strategy = tf.distribute.get_strategy()
-    state = search_run.load_state(FLAGS.model_dir, config) if FLAGS.model_dir else None
+    task = search_task.SearchTask(config, None)
+    state = run_loop.load_state(FLAGS.model_dir, task) if FLAGS.model_dir else None
     stage = state["stage"] if state else 0
-    searcher = search_run.build_searcher(config, stage, state["masks"] if state else None, strategy)
+    searcher = search_task.build_searcher(config, stage, state["masks"] if state else None, strategy)
     if state:
-        outputs.restore_run(search_run._checkpoint(searcher), state, FLAGS.model_dir, strategy,
+        outputs.restore_run(search_task.searcher_checkpoint(searcher), state, FLAGS.model_dir, strategy,
                             searcher.weight_optimizer)
     dataset, _, _ = search_datasets(config.network.dataset, config.batch_size, data_dir=config.data_dir,
                                     train_portion=config.train_portion, seed=config.seed * 1000 + 999,

@@ -14,7 +14,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import tensorflow as tf  # noqa: E402
 
 from drnas_tf import complexity  # noqa: E402
-from drnas_tf.supernet import build_supernet  # noqa: E402
+from drnas_tf.spaces import build_supernet  # noqa: E402
 
 CONFIGS = {
     "nb201_k4": dict(space="nb201", num_classes=10, init_channels=16, cells_per_stage=5, k=4),

@@ -49,13 +49,14 @@ def main():
     import tensorflow as tf
 
     from drnas_tf import ops
+    from drnas_tf.ops import pooling
 
     rng = np.random.default_rng(0)
     for shape in SHAPES:
         x = tf.constant(rng.normal(size=shape), tf.float32)
         dy = tf.constant(rng.normal(size=shape), tf.float32)
         tf_ms, tf_grad = forward_backward_ms(lambda t: tf.nn.avg_pool2d(t, 3, 1, "SAME"), x, dy, args.calls)
-        narrow_ms, narrow_grad = forward_backward_ms(lambda t: ops._narrow_avg_pool(t, 3), x, dy, args.calls)
+        narrow_ms, narrow_grad = forward_backward_ms(lambda t: pooling._narrow_avg_pool(t, 3), x, dy, args.calls)
         print(json.dumps({"shape": list(shape), "tf_avg_pool_grad_ms": round(tf_ms, 3),
                           "narrow_ms": round(narrow_ms, 3), "narrow_path_used": shape[-1] < ops.NARROW_CHANNELS,
                           "max_abs_diff": float(np.abs(tf_grad - narrow_grad).max())}), flush=True)

@@ -57,9 +57,8 @@ def build(name, batch_size, recompute_cells=False):
     import tensorflow as tf
 
     from drnas_tf import progressive
-    from drnas_tf.searcher import Searcher
-    from drnas_tf.spaces import get_space
-    from drnas_tf.supernet import build_supernet
+    from drnas_tf.search_model import Searcher
+    from drnas_tf.spaces import build_supernet, get_space
 
     config = dict(CONFIGS[name])
     space, num_keep, unrolled = config.pop("space"), config.pop("num_keep", None), config.pop("unrolled", False)
@@ -67,7 +66,7 @@ def build(name, batch_size, recompute_cells=False):
     if num_keep:
         rng = np.random.default_rng(0)
         masks = {cell: progressive.prune_mask(rng.normal(size=shape), np.ones(shape, bool), num_keep)
-                 for cell, shape in get_space(space).ARCH_SHAPES.items()}
+                 for cell, shape in get_space(space).arch_shapes.items()}
     supernet = build_supernet(space, 10, masks=masks, recompute_cells=recompute_cells, **config)
     searcher = Searcher(supernet, unrolled=unrolled)
     searcher.set_arch_updates(True)

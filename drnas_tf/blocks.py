@@ -5,7 +5,7 @@ import tensorflow as tf
 from drnas_tf import ops
 
 
-class ConvBN(ops.Block):
+class ConvBN(ops.ComposedLayer):
     """conv (k x k, stride, symmetric padding) -> affine BN, optionally ReLU before the conv.
 
     Args:
@@ -34,7 +34,7 @@ class ConvBN(ops.Block):
                 "relu_first": self.relu_first}
 
 
-class ImageNetStem(ops.Block):
+class ImageNetStem(ops.ComposedLayer):
     """The ImageNet stem: three stride-2 3x3 convolutions, returning the 1/4 and 1/8 resolution maps.
 
     stem0 = conv s2 (3 -> channels/2) BN ReLU conv s2 (-> channels) BN; stem1 = ReLU conv s2 BN.
@@ -60,7 +60,7 @@ class ImageNetStem(ops.Block):
         return {**super().get_config(), "channels": self.channels}
 
 
-class ResNetBlock(ops.Block):
+class ResNetBlock(ops.ComposedLayer):
     """NAS-Bench-201's stride-2 residual block between stages.
 
     conv_a = ReLU-conv3x3 s2-BN, conv_b = ReLU-conv3x3-BN, shortcut = 2x2 average pool -> 1x1 conv (no BN);
@@ -85,7 +85,7 @@ class ResNetBlock(ops.Block):
         return {**super().get_config(), "channels_in": self.channels_in, "channels_out": self.channels_out}
 
 
-class Classifier(ops.Block):
+class Classifier(ops.ComposedLayer):
     """Global average pool -> linear, optionally after BN-ReLU (the NB201 head).
 
     Args:

@@ -57,8 +57,7 @@ def define_execution_flags(run):
                       "stay float32 (docs/performance.md).")
     flags.DEFINE_bool("return_freed_memory", True, "During each epoch's first step, where TensorFlow traces and "
                       "optimises the step's graph, hand the C heap's freed pages back to the OS every half second "
-                      "(glibc malloc_trim): a lower peak RSS (darts_c16_l8_k4 4.26 -> 3.91 GB) at no measured cost "
-                      "(docs/performance.md).")
+                      "(glibc malloc_trim): a lower peak RSS at no measured cost (docs/performance.md).")
     flags.DEFINE_bool("jit_compile", False, "Compile the train step with XLA. One device only (XLA cannot "
                       "compile MirroredStrategy's cross-replica step); slower than the default on CPU "
                       "(docs/performance.md).")

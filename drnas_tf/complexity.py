@@ -40,3 +40,21 @@ def _output_positions(conv_op):
         if consumer.type == "BatchToSpaceND":
             return int(np.prod(consumer.outputs[0].shape))
     return int(np.prod(conv_op.outputs[0].shape))
+
+
+def describe(model, image_size, **extra):
+    """The JSON-able size report of a built model (`python -m drnas_tf.summary`'s last line): trainable
+    parameters without eta and the auxiliary head, eta's, the auxiliary head's, non-trainable, and MACs."""
+    arch_variables = getattr(model, "arch_variables", [])
+    aux_variables = model.aux_head.trainable_variables if getattr(model, "aux_head", None) else []
+    excluded = {id(v) for v in arch_variables + aux_variables}
+    weights = [v for v in model.trainable_variables if id(v) not in excluded]
+    return {
+        **extra,
+        "image_size": list(image_size),
+        "trainable_params": count_params(weights),
+        "arch_params": count_params(arch_variables),
+        "aux_params": count_params(aux_variables),
+        "non_trainable_params": count_params(model.non_trainable_variables),
+        "macs": count_macs(model, (*image_size, 3)),
+    }

@@ -1,16 +1,10 @@
 """Network settings as a plain dataclass, with the paper's defaults per space and dataset
-(docs/method.md §3, §5, §8)."""
+(docs/method.md §3, §5, §8). Each space gives its own defaults (spaces.SearchSpace)."""
 
 import dataclasses
 
+from drnas_tf import spaces
 from drnas_tf.data.catalog import get_dataset_spec
-
-# (space, stem) -> default C, cells (DARTS layers or NB201 cells per stage) and first-stage k.
-_DEFAULTS = {
-    ("darts", "cifar"): {"init_channels": 36, "cells": 20, "k": 6},
-    ("darts", "imagenet"): {"init_channels": 48, "cells": 14, "k": 6},
-    ("nb201", "cifar"): {"init_channels": 16, "cells": 5, "k": 1},
-}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -18,15 +12,15 @@ class NetworkConfig:
     """What to build, with every default resolved.
 
     Attributes:
-        search_space: "darts" or "nb201".
+        search_space: a registered space's name ("darts", "nb201").
         dataset: a catalog name; fixes the classes, the stem and the default image size.
         init_channels: C.
-        layers: DARTS cells (unused by NB201).
-        cells_per_stage: NB201 cells per stage (unused by DARTS).
+        layers, cells_per_stage: the depth, of spaces whose depth_flag names them (DARTS cells; NB201 cells per
+            stage); `depth` is the one the space uses.
         k: partial-channel divisor of the supernet.
         num_keep: operations kept per edge (None keeps all).
-        method: relaxation of the supernet (relax.METHODS).
-        nb201_bypass: "sum" (reference) or "mean" (docs/method.md §10).
+        method: the supernet's relaxation, a name in the relaxations registry.
+        nb201_bypass: NB201's bypass, "sum" (reference) or "mean" (docs/method.md §10).
         image_size: (height, width) of the input.
     """
 
@@ -44,6 +38,20 @@ class NetworkConfig:
     @property
     def num_classes(self):
         return get_dataset_spec(self.dataset).num_classes
+
+    @property
+    def space(self):
+        return spaces.get_space(self.search_space)
+
+    @property
+    def depth(self):
+        """The space's depth setting (layers or cells_per_stage, its depth_flag)."""
+        return getattr(self, self.space.depth_flag)
+
+    @property
+    def space_options(self):
+        """{setting: value} of the space's own network options (e.g. nb201_bypass)."""
+        return {name: getattr(self, name) for name in self.space.network_options}
 
     @property
     def stem(self):
@@ -69,12 +77,13 @@ def network_config(search_space="darts", dataset="cifar10", init_channels=None, 
                    image_size=None):
     """A NetworkConfig whose None fields take the paper's default for the space and dataset."""
     spec = get_dataset_spec(dataset)
-    if (search_space, spec.stem) not in _DEFAULTS:
-        known = ", ".join(sorted({s for s, _ in _DEFAULTS}))
-        if search_space not in {s for s, _ in _DEFAULTS}:
-            raise ValueError(f"unknown --search_space={search_space!r}; expected one of: {known}")
-        raise ValueError(f"--search_space={search_space} has no {spec.stem} stem; --dataset={dataset} needs darts")
-    defaults = _DEFAULTS[(search_space, spec.stem)]
+    if search_space not in spaces.names():
+        raise ValueError(f"unknown --search_space={search_space!r}; expected one of: {', '.join(spaces.names())}")
+    defaults = spaces.get_space(search_space).network_defaults.get(spec.stem)
+    if defaults is None:
+        able = [name for name in spaces.names() if spec.stem in spaces.get_space(name).network_defaults]
+        raise ValueError(f"--search_space={search_space} has no {spec.stem} stem; --dataset={dataset} needs "
+                         f"{' or '.join(able)}")
     config = NetworkConfig(
         search_space=search_space, dataset=dataset,
         init_channels=defaults["init_channels"] if init_channels is None else init_channels,
@@ -88,34 +97,70 @@ def network_config(search_space="darts", dataset="cifar10", init_channels=None, 
     return config
 
 
-_DEPTH_FLAGS = {"darts": "layers", "nb201": "cells_per_stage"}
-
-
 def check_depth_flags(space, what, **given):
     """Refuses the depth flag of the other space (--layers is DARTS's, --cells_per_stage NB201's): silently
     ignoring it would build another network than the one asked for."""
-    depth = _DEPTH_FLAGS.get(space)
+    depth = spaces.get_space(space).depth_flag if space in spaces.names() else None
     for name, value in given.items():
         if depth and value is not None and name != depth:
             raise ValueError(f"--{name} does not apply to {what}; its depth flag is --{depth}")
 
 
-# The paper's search settings per (space, stem) (docs/method.md §2.2, §5.1); CIFAR-style datasets share the CIFAR row.
-_SEARCH_DEFAULTS = {
-    ("darts", "cifar"): dict(batch_size=64, learning_rate=0.1, learning_rate_min=0.0, lr_warmup_epochs=0,
-                             arch_learning_rate=6e-4, arch_grad_clip=0.0, ks=(6, 4), num_keeps=(7, 4),
-                             stage_epochs=(25, 25), arch_warmup_epochs=10, seed=2),
-    ("darts", "imagenet"): dict(batch_size=512, learning_rate=0.5, learning_rate_min=0.0, lr_warmup_epochs=5,
-                                arch_learning_rate=6e-3, arch_grad_clip=5.0, ks=(6, 3), num_keeps=(7, 4),
-                                stage_epochs=(25, 25), arch_warmup_epochs=10, seed=0),
-    ("nb201", "cifar"): dict(batch_size=64, learning_rate=0.025, learning_rate_min=0.001, lr_warmup_epochs=0,
-                             arch_learning_rate=3e-4, arch_grad_clip=0.0, ks=(1,), num_keeps=(5,),
-                             stage_epochs=(100,), arch_warmup_epochs=0, seed=2),
-}
-METHOD_RELAXATIONS = {"dirichlet": "dirichlet", "darts": "softmax", "gumbel": "gumbel"}
+# The NetworkConfig settings a search or a retraining takes beside its own (retraining: the first three).
+NETWORK_SETTINGS = ("init_channels", "layers", "cells_per_stage", "nb201_bypass", "image_size")
 NAN_POLICIES = ("stop", "skip_batch")  # what a NaN or Inf loss does (runtime.py)
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")  # Keras dtype policies of --mixed_precision
 STRATEGIES = ("auto", "mirrored", "multi_worker")  # --strategy: distributed.make_strategy
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Execution:
+    """How a search or a retraining executes, apart from what it computes: one object instead of settings
+    threaded through every call. Its fields are the execution flags of the entry points, by name.
+
+    Attributes:
+        progress: Keras progress output (0 silent, 1 progress bar, 2 one line per epoch).
+        checkpoint_every_steps: also checkpoint inside epochs, every this many steps (0: epoch ends only).
+        nan_policy: "stop": the first batch with a NaN or Inf loss ends the run with a ValueError and the last
+            good checkpoint stays the one resumed; "skip_batch": steps with a non-finite gradient are skipped
+            and counted as skipped_steps in the epoch's logs.
+        jit_compile: compile the train step with XLA (one device only).
+        recompute_cells: (search) compute each search cell again in the backward pass instead of keeping its
+            activations: less memory, more time, the same numbers.
+        return_freed_memory: hand freed heap pages back to the OS during each epoch's first step
+            (runtime.ReturnFreedMemory): a lower peak RSS.
+        deterministic: TensorFlow op determinism on top of the seeded data and draws.
+        mixed_precision: the Keras dtype policy of the network (PRECISIONS).
+        intra_op_threads, inter_op_threads: TF's CPU thread pools (0: TensorFlow's default).
+    """
+
+    progress: int = 1
+    checkpoint_every_steps: int = 0
+    nan_policy: str = "stop"
+    jit_compile: bool = False
+    recompute_cells: bool = False
+    return_freed_memory: bool = True
+    deterministic: bool = False
+    mixed_precision: str = "float32"
+    intra_op_threads: int = 0
+    inter_op_threads: int = 0
+
+    def __post_init__(self):
+        if self.nan_policy not in NAN_POLICIES:
+            raise ValueError(f"--nan_policy={self.nan_policy!r} must be one of: {', '.join(NAN_POLICIES)}")
+        if self.mixed_precision not in PRECISIONS:
+            raise ValueError(f"--mixed_precision={self.mixed_precision!r} must be one of: {', '.join(PRECISIONS)}")
+        if self.checkpoint_every_steps < 0:
+            raise ValueError(f"--checkpoint_every_steps must be 0 or positive, got {self.checkpoint_every_steps}")
+        for name in ("intra_op_threads", "inter_op_threads"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"--{name} must be 0 (TensorFlow's default) or positive, got {getattr(self, name)}")
+
+    @classmethod
+    def from_flags(cls, flag_values):
+        """The Execution of the parsed absl flags that share its fields' names (the others keep defaults)."""
+        return cls(**{field.name: flag_values[field.name].value for field in dataclasses.fields(cls)
+                      if field.name in flag_values})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -124,18 +169,19 @@ class SearchConfig:
 
     Attributes:
         network: the supernet's NetworkConfig (its k and num_keep are those of the first stage).
-        method: dirichlet (DrNAS), darts (softmax) or gumbel.
+        method: the relaxation's name in the relaxations registry: dirichlet (DrNAS), darts or gumbel.
         ks, num_keeps, stage_epochs: per progressive stage, k, operations kept per edge, epochs.
         arch_warmup_epochs: stage-local epochs before architecture updates begin (docs/method.md §2.3).
         batch_size: global batch of each of the two halves.
         learning_rate, learning_rate_min, lr_warmup_epochs: the weights' cosine schedule over all stages.
         momentum, weight_decay, grad_clip: SGD (PyTorch semantics) and the global-norm clip.
         arch_learning_rate, reg_type, reg_scale, arch_grad_clip: Adam on eta and its regulariser.
-        gumbel_temperature: for method gumbel.
         train_portion, data_dir, download: the search split and where TFDS data lives.
         seed: seeds initialisation, data order, sampling and widening.
         steps_per_epoch: cap on steps per epoch (None: the whole weight half).
         unrolled: second-order (one-step unrolled) architecture gradient instead of first-order.
+        relaxation_options: the relaxation's settings, resolved (relaxations.resolve_options), e.g. Gumbel's
+            temperature schedule.
     """
 
     network: NetworkConfig
@@ -155,21 +201,27 @@ class SearchConfig:
     reg_type: str
     reg_scale: float
     arch_grad_clip: float
-    gumbel_temperature: float
     train_portion: float
     data_dir: "str | None"
     download: bool
     seed: int
     steps_per_epoch: "int | None"
     unrolled: bool = False
+    relaxation_options: dict = dataclasses.field(default_factory=dict)
 
     @property
     def total_epochs(self):
         return sum(self.stage_epochs)
 
-    @property
-    def relaxation(self):
-        return METHOD_RELAXATIONS[self.method]
+
+def settings_from_flags(config_type, flag_values):
+    """{setting: value} of the parsed absl flags named like the fields of `config_type` (SearchConfig or
+    TrainConfig) or like NETWORK_SETTINGS: the one mapping from flags to a config, so a setting's flag is
+    defined once, in its entry point, under the setting's name. Values left None take the paper's defaults in
+    search_config and train_config."""
+    names = {field.name for field in dataclasses.fields(config_type)} | set(NETWORK_SETTINGS)
+    names -= {"network", "genotype", "method", "relaxation_options"}  # given apart: structured, not flags
+    return {name: flag_values[name].value for name in sorted(names) if name in flag_values}
 
 
 def _as_ints(values, flag):
@@ -179,24 +231,25 @@ def _as_ints(values, flag):
         raise ValueError(f"--{flag} must be a comma-separated list of integers, got {values!r}") from None
 
 
-def search_config(search_space="darts", dataset="cifar10", method="dirichlet", **overrides):
+def search_config(search_space="darts", dataset="cifar10", method="dirichlet", relaxation_options=None,
+                  **overrides):
     """A SearchConfig with the paper's defaults for the space and dataset; `overrides` (None = default) win.
+
+    `relaxation_options` are the relaxation's settings ({"temperature": 2.0} for gumbel; None entries take the
+    space's default, then the relaxation's).
 
     Checks that the stage schedule is possible: as many ks, num_keeps and stage_epochs as stages, num_keeps
     non-increasing and at most the op count, ks non-increasing and dividing every stage's channels.
     """
-    from drnas_tf.spaces import get_space
+    from drnas_tf import relaxations
 
-    if method not in METHOD_RELAXATIONS:
-        raise ValueError(f"unknown --method={method!r}; expected one of: {', '.join(METHOD_RELAXATIONS)}")
-    spec = get_dataset_spec(dataset)
-    if (search_space, spec.stem) not in _SEARCH_DEFAULTS:
-        network_config(search_space, dataset)  # raises the clear error
-    values = dict(_SEARCH_DEFAULTS[(search_space, spec.stem)], momentum=0.9, weight_decay=3e-4, grad_clip=5.0,
-                  reg_type="l2", reg_scale=1e-3, gumbel_temperature=1.0, train_portion=0.5, data_dir=None,
+    if method not in relaxations.names():
+        raise ValueError(f"unknown --method={method!r}; expected one of: {', '.join(relaxations.names())}")
+    space = network_config(search_space, dataset).space  # a clear error for a space without the dataset's stem
+    values = dict(space.search_defaults[get_dataset_spec(dataset).stem], momentum=0.9, weight_decay=3e-4, grad_clip=5.0,
+                  reg_type="l2", reg_scale=1e-3, train_portion=0.5, data_dir=None,
                   download=False, steps_per_epoch=None, unrolled=False)
-    network_fields = {"init_channels", "layers", "cells_per_stage", "nb201_bypass", "image_size"}
-    network_overrides = {k: overrides.pop(k) for k in list(overrides) if k in network_fields}
+    network_overrides = {k: overrides.pop(k) for k in list(overrides) if k in NETWORK_SETTINGS}
     check_depth_flags(search_space, f"--search_space={search_space}", layers=network_overrides.get("layers"),
                       cells_per_stage=network_overrides.get("cells_per_stage"))
     unknown = set(overrides) - set(values)
@@ -209,7 +262,7 @@ def search_config(search_space="darts", dataset="cifar10", method="dirichlet", *
     if not len(ks) == len(num_keeps) == len(stage_epochs) >= 1:
         raise ValueError(f"--ks, --num_keeps and --stage_epochs need one value per stage; got {len(ks)}, "
                          f"{len(num_keeps)} and {len(stage_epochs)}")
-    num_ops = len(get_space(search_space).OPS)
+    num_ops = len(space.ops)
     if num_keeps[0] > num_ops or any(b > a for a, b in zip(num_keeps, num_keeps[1:])) or min(num_keeps) < 1:
         raise ValueError(f"--num_keeps={','.join(map(str, num_keeps))} must be non-increasing, between 1 and "
                          f"the {num_ops} operations of the {search_space} space")
@@ -223,10 +276,12 @@ def search_config(search_space="darts", dataset="cifar10", method="dirichlet", *
         raise ValueError(f"--train_portion must be in (0, 1), got {values['train_portion']}")
     if values["steps_per_epoch"] is not None and values["steps_per_epoch"] < 1:
         raise ValueError(f"--steps_per_epoch must be positive, got {values['steps_per_epoch']}")
-    network = network_config(search_space, dataset, k=ks[0], num_keep=num_keeps[0], method=METHOD_RELAXATIONS[method],
+    network = network_config(search_space, dataset, k=ks[0], num_keep=num_keeps[0], method=method,
                              **network_overrides)
     _check_divisible(network, ks)
-    return SearchConfig(network=network, method=method, **values)
+    options = relaxations.resolve_options(method, space.relaxation_defaults.get(method),
+                                          **(relaxation_options or {}))
+    return SearchConfig(network=network, method=method, relaxation_options=options, **values)
 
 
 def _check_divisible(network, ks):
@@ -237,9 +292,7 @@ def _check_divisible(network, ks):
             if width % k:
                 raise ValueError(f"k={k} does not divide the {width} channels of a stage "
                                  f"(--init_channels={network.init_channels}); choose --ks that divide it")
-        if network.search_space == "darts" and (2 * network.init_channels // k) % 2:
-            raise ValueError(f"k={k} leaves an odd channel count on reduction edges "
-                             f"(--init_channels={network.init_channels}); FactorizedReduce needs it even")
+        network.space.check_k(network.init_channels, k)
 
 
 # The reference's retraining settings per stem (docs/method.md §8): CIFAR `train.py --cutout --auxiliary`, ImageNet
@@ -312,17 +365,19 @@ def train_config(genotype, dataset="cifar10", **overrides):
     """
     spec = get_dataset_spec(dataset)
     space = getattr(genotype, "space", None)
-    network_fields = {"init_channels", "layers", "cells_per_stage"}
-    network_overrides = {k: overrides.pop(k) for k in list(overrides) if k in network_fields}
+    network_overrides = {k: overrides.pop(k) for k in list(overrides) if k in NETWORK_SETTINGS[:3]}
     check_depth_flags(space, f"{space} genotypes", layers=network_overrides.get("layers"),
                       cells_per_stage=network_overrides.get("cells_per_stage"))
     values = dict(_TRAIN_DEFAULTS[spec.stem], learning_rate_min=0.0, momentum=0.9, grad_clip=5.0,
                   eval_split=EVAL_SPLITS.get(dataset, "test"), data_dir=None, download=False, steps_per_epoch=None)
-    if space == "nb201":
-        for name in ("auxiliary", "drop_path_prob"):
+    supported = spaces.get_space(space).retrain_options if space in spaces.names() else ()
+    for name, off in (("auxiliary", False), ("drop_path_prob", 0.0)):
+        if name not in supported:
             if overrides.get(name):
-                raise ValueError(f"--{name} applies to DARTS genotypes; NB201 networks have neither")
-        values.update(auxiliary=False, drop_path_prob=0.0)
+                able = [other for other in spaces.names() if name in spaces.get_space(other).retrain_options]
+                raise ValueError(f"--{name} does not apply to {space} genotypes; it applies to "
+                                 f"{' and '.join(able) or 'no'} genotypes")
+            values[name] = off
     unknown = set(overrides) - set(values)
     if unknown:
         raise ValueError(f"unknown train settings: {', '.join(sorted(unknown))}")

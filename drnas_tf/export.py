@@ -1,13 +1,13 @@
 """Exports a retrained network as a SavedModel: `python -m drnas_tf.export --model_dir=RUN --export_dir=OUT`.
 
 RUN is a finished `python -m drnas_tf.train` run; OUT gets the SavedModel whose signatures (uint8 `images`
-at the training resolution, normalised float inputs, metadata) drnas_tf/serving.py describes.
+at the training resolution, normalised float inputs, metadata) drnas_tf/saved_model.py describes.
 """
 
 from absl import flags
 
 from drnas_tf import cli
-from drnas_tf.serving import (METADATA_SIGNATURE, NORMALIZED_SIGNATURE, SERVING_SIGNATURE,
+from drnas_tf.saved_model import (METADATA_SIGNATURE, NORMALIZED_SIGNATURE, SERVING_SIGNATURE,
                                export_run)
 
 FLAGS = flags.FLAGS

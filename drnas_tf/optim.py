@@ -31,8 +31,8 @@ class TorchSGD(keras.optimizers.Optimizer):
 
     def _backend_update_step(self, gradients, variables, learning_rate):
         # One learning-rate read per step, not per tensor, and outside tf.distribute also one momentum and one
-        # weight-decay constant and no all-reduce (Keras's is an Identity per tensor for one replica): ~5,600
-        # graph nodes fewer in a DARTS supernet's step, each of which costs memory (docs/performance.md).
+        # weight-decay constant and no all-reduce (Keras's is an Identity per tensor for one replica): fewer
+        # graph nodes in a supernet's step, each of which costs memory (docs/performance.md).
         learning_rate = tf.convert_to_tensor(learning_rate)
         if tf.distribute.has_strategy():  # Keras all-reduces and updates each replica's copy
             super()._backend_update_step(gradients, variables, learning_rate)
@@ -50,8 +50,8 @@ class TorchSGD(keras.optimizers.Optimizer):
         dtype = variable.dtype
         gradient = ops.cast(gradient, dtype) + ops.cast(weight_decay, dtype) * variable
         velocity = self.momentums[self._get_variable_index(variable)]
-        # TF's ApplyMomentum is exactly this rule (v = mu*v + g; w -= lr*v), in one op rather than five: a DARTS
-        # supernet has ~1,400 weight tensors (docs/performance.md).
+        # TF's ApplyMomentum is exactly this rule (v = mu*v + g; w -= lr*v), in one op rather than five per
+        # weight tensor, of which a DARTS supernet has over a thousand (docs/performance.md).
         tf.raw_ops.ResourceApplyMomentum(var=variable.handle, accum=velocity.handle,
                                          lr=ops.cast(learning_rate, dtype), grad=gradient,
                                          momentum=ops.cast(momentum, dtype))
@@ -78,7 +78,7 @@ def clipped_sum_over_replicas(gradients, clip_norm):
 
 def clip_by_global_norm(gradients, clip_norm):
     """tf.clip_by_global_norm's numbers (NaN gradients where the norm is not finite) without the Identity it
-    adds per tensor: ~1,400 graph nodes fewer in a DARTS supernet's step (docs/performance.md)."""
+    adds per tensor: one graph node fewer per weight tensor in a supernet's step (docs/performance.md)."""
     norm = tf.linalg.global_norm(gradients)
     scale = clip_norm * tf.minimum(1.0 / norm, tf.constant(1.0, norm.dtype) / clip_norm) + (norm - norm)
     return [g * tf.cast(scale, g.dtype) for g in gradients]

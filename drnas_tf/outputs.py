@@ -7,7 +7,7 @@ import numpy as np
 import tensorflow as tf
 import tensorflow_probability as tfp
 
-from drnas_tf import distributed, relax
+from drnas_tf import distributed, relaxations
 
 GENOTYPE_FILE = "genotype.json"
 STATE_FILE = "state.json"  # where a search or a retraining run records how far it got, beside its checkpoint
@@ -63,31 +63,21 @@ def restore_run(checkpoint, state, model_dir, strategy, optimizer):
                                       f"the step resumed from --model_dir={model_dir}")
 
 
-def dirichlet_means(arch_parameters, masks):
-    """{name: (Dirichlet mean [edges, ops], concentration [edges, ops])} of eta arrays or variables and their
-    masks; pruned operations get 0 in both."""
-    means = {}
-    for name, param in arch_parameters.items():
-        beta = relax.concentration(np.asarray(param, np.float32)).numpy().astype(np.float64) * masks[name]
-        means[name] = (beta / beta.sum(axis=1, keepdims=True), beta)
-    return means
+def relaxation_of(record):
+    """The Relaxation class an epoch record (genotype_record) names; the DARTS softmax for a name this process
+    has not registered (a relaxation defined in a user's own code), whose probabilities are then shown as
+    softmax(eta)."""
+    name = record.get("relaxation", "dirichlet")
+    return relaxations.get(name) if name in relaxations.names() or name in relaxations.ALIASES \
+        else relaxations.Softmax
 
 
 def operation_probabilities(record):
-    """{cell type: [edges, ops]} operation probabilities of an epoch record (genotype_record): the Dirichlet mean
-    for DrNAS, the masked softmax of eta for the other relaxations; pruned operations get 0."""
-    masks = {name: np.asarray(mask, bool) for name, mask in record["masks"].items()}
-    if record.get("relaxation", "dirichlet") == "dirichlet":
-        return {name: mean for name, (mean, _) in dirichlet_means(record["arch_parameters"], masks).items()}
-    return {name: relax.masked_softmax(np.asarray(eta, np.float32), masks[name]).numpy()
+    """{cell type: [edges, ops]} operation probabilities of an epoch record (genotype_record), as its relaxation
+    shows them (the Dirichlet mean for DrNAS, the masked softmax of eta otherwise); pruned operations get 0."""
+    relaxation = relaxation_of(record)
+    return {name: relaxation.probabilities(eta, np.asarray(record["masks"][name], bool))
             for name, eta in record["arch_parameters"].items()}
-
-
-def edge_names(space, cell_type):
-    """Display names of a cell type's edges: NB201 "i<-j", DARTS "normal 2<-0" (node 2 from input state 0)."""
-    if hasattr(space, "CELL_TYPES"):  # DARTS: (node, input state) pairs
-        return [f"{cell_type} {node + 2}<-{state}" for node, state in space.EDGES]
-    return list(space.EDGES)
 
 
 def top_operations(record):
@@ -98,9 +88,9 @@ def top_operations(record):
     space = get_space(record["space"])
     rows = []
     for cell_type, probabilities in operation_probabilities(record).items():
-        for name, row in zip(edge_names(space, cell_type), probabilities):
+        for name, row in zip(space.edge_names(cell_type), probabilities):
             first, second = np.argsort(-row, kind="stable")[:2]
-            rows.append((name, space.OPS[first], float(row[first]), space.OPS[second], float(row[second])))
+            rows.append((name, space.ops[first], float(row[first]), space.ops[second], float(row[second])))
     return rows
 
 
@@ -108,7 +98,7 @@ def edge_statistics(supernet):
     """Per cell type: Dirichlet mean [edges, ops] (pruned ops 0), concentration [edges, ops] and the
     differential entropy of each edge's Dirichlet over its kept operations [edges]."""
     stats = {}
-    means = dirichlet_means({name: param.numpy() for name, param in supernet.arch.items()}, supernet.masks)
+    means = relaxations.dirichlet_means({name: param.numpy() for name, param in supernet.arch.items()}, supernet.masks)
     for name, (mean, beta) in means.items():
         mask = supernet.masks[name]
         entropy = np.array([float(tfp.distributions.Dirichlet(row[kept]).entropy())
@@ -170,7 +160,7 @@ def genotype_record(genotype, supernet, epoch, stage, k, analysis=None, arch_ste
     record = json.loads(genotype.to_json())
     if arch_steps is not None:
         record["arch_steps"] = int(arch_steps)
-    record.update(text=genotype.to_text(), epoch=epoch, stage=stage, k=k, relaxation=supernet.relaxation.method,
+    record.update(text=genotype.to_text(), epoch=epoch, stage=stage, k=k, relaxation=supernet.relaxation.name,
                   arch_parameters={name: v.numpy().tolist() for name, v in supernet.arch.items()},
                   masks={name: mask.tolist() for name, mask in supernet.masks.items()}, **(analysis or {}))
     return record

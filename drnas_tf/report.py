@@ -70,13 +70,13 @@ def build_figure(records, split="test"):
     from matplotlib.ticker import MaxNLocator
 
     from drnas_tf import outputs
-    from drnas_tf.benchmark import DATASETS
+    from drnas_tf.spaces.nb201.nas_bench import DATASETS
 
     epochs = [record["epoch"] + 1 for record in records]
     space = _space(records[0])
     probabilities = [outputs.operation_probabilities(record) for record in records]
     edges = [(name, edge, label) for name in probabilities[0]
-             for edge, label in enumerate(outputs.edge_names(space, name))]
+             for edge, label in enumerate(space.edge_names(name))]
     datasets = [d for d in DATASETS if any(_chosen(r, d, split) is not None or _band(r, d, split) for r in records)]
     panels = [lambda axes, d=d: _trajectory_panel(axes, records, epochs, d, split) for d in datasets]
     if any("trajectory" in record for record in records):
@@ -158,7 +158,7 @@ def _top_probability_panel(axes, records, epochs, probabilities, edges):
 
 def _edge_panel(axes, space, epochs, probabilities, name, edge, label, first):
     """Each operation's probability on one edge over the epochs (the figure's legend names the operations)."""
-    for op_index, op in enumerate(space.OPS):
+    for op_index, op in enumerate(space.ops):
         axes.plot(epochs, [p[name][edge, op_index] for p in probabilities], label=op)
     axes.set(title=f"edge {label}", ylim=(0, 1), xlabel="epoch")
     if first:
@@ -177,7 +177,7 @@ def summary_rows(records, split="test"):
     """(header, rows) of the per-epoch summary table; columns empty in every row are left out. "top p" is the
     smallest, median and largest over edges of each edge's top operation probability."""
     from drnas_tf import outputs
-    from drnas_tf.benchmark import DATASETS
+    from drnas_tf.spaces.nb201.nas_bench import DATASETS
 
     import numpy as np
 

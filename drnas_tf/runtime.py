@@ -1,10 +1,9 @@
 """How a run executes, whatever it trains: threads, precision, XLA, determinism, and the callbacks of an epoch.
 
-Shared by search_run and train_run: `configure_threads`, `configure_precision` and `configure_determinism`
-before any op, `check_jit_compile`, `check_nan_policy` for --nan_policy (config.NAN_POLICIES), and
-`epoch_callbacks`: `FiniteLossGuard` first under --nan_policy=stop (under skip_batch the model skips the step
-itself, see optim.apply_if_finite), `StepCheckpoint` for --checkpoint_every_steps, `ReturnFreedMemory` for
---return_freed_memory.
+Shared by search and retraining: `configure` (threads, precision, determinism of a config.Execution) before
+any op, `check_jit_compile`, and `epoch_callbacks`: `FiniteLossGuard` first under --nan_policy=stop (under
+skip_batch the model skips the step itself, see optim.apply_if_finite), `StepCheckpoint` for
+--checkpoint_every_steps, `ReturnFreedMemory` for --return_freed_memory.
 """
 
 import contextlib
@@ -15,7 +14,16 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from drnas_tf.config import NAN_POLICIES, PRECISIONS
+from drnas_tf.config import PRECISIONS
+
+
+def configure(execution, seed):
+    """Applies a config.Execution's threads, precision and determinism (seeding everything with `seed`);
+    call before any op runs. Returns the compute dtype."""
+    configure_threads(execution.intra_op_threads, execution.inter_op_threads)
+    compute_dtype = configure_precision(execution.mixed_precision)
+    configure_determinism(seed, execution.deterministic)
+    return compute_dtype
 
 
 def configure_threads(intra_op_threads=0, inter_op_threads=0):
@@ -33,8 +41,8 @@ def configure_precision(policy):
     float32 and scale float16 losses (docs/performance.md). Returns the compute dtype.
 
     A mixed policy also turns off grappler's arithmetic optimizer, whose rewrites cost half precision
-    accuracy: with it, a float16 search step's eta update differed from float32's by 36 % (its gradient by
-    4.9 %), against 0.03 % without it and when run eagerly (docs/performance.md)."""
+    accuracy: with it a float16 search step's eta update strays far from float32's, without it as little as
+    when run eagerly (docs/performance.md gives the measurement)."""
     if policy not in PRECISIONS:
         raise ValueError(f"--mixed_precision={policy!r} must be one of: {', '.join(PRECISIONS)}")
     keras.mixed_precision.set_dtype_policy(policy)
@@ -54,17 +62,12 @@ def configure_determinism(seed, deterministic):
     tf.config.experimental.enable_op_determinism(), so every op gives bit-identical results run to run.
 
     Data order, augmentation and the relaxation's draws are seeded from the run's seed by the pipelines and
-    the stateless per-pass seeds (searcher.Searcher.sampling_seed) in any case; op determinism removes what
+    the stateless per-pass seeds (search_model.Searcher.sampling_seed) in any case; op determinism removes what
     is left: reductions whose order depends on threads (GPU atomics, some CPU kernels).
     """
     keras.utils.set_random_seed(seed)
     if deterministic:
         tf.config.experimental.enable_op_determinism()
-
-
-def check_nan_policy(nan_policy):
-    if nan_policy not in NAN_POLICIES:
-        raise ValueError(f"--nan_policy={nan_policy!r} must be one of: {', '.join(NAN_POLICIES)}")
 
 
 class FiniteLossGuard(keras.callbacks.Callback):
@@ -115,12 +118,11 @@ def returning_freed_memory(period=0.5):
     """While inside, a thread hands the C heap's free pages back to the OS every `period` seconds (glibc's
     malloc_trim(0); nothing where there is none).
 
-    For a step's first call: TensorFlow traces the step and optimises its graph (~45 s for the small DARTS
+    For a step's first call: TensorFlow traces the step and optimises its graph (tens of seconds for a DARTS
     supernet, with many short-lived buffers), then the step's tensors are allocated. malloc keeps the freed
-    buffers, many in other threads' arenas, so the tensors take new pages and the peak RSS holds both: the
-    darts_c16_l8_k4 train step ends its first call at 4.17 GB, against 3.48 GB with the trimming
-    (docs/performance.md). Later steps reuse their own freed tensors, so they need none of it (and it would
-    cost page faults there).
+    buffers, many in other threads' arenas, so the tensors take new pages and the peak RSS holds both
+    (docs/performance.md measures the difference). Later steps reuse their own freed tensors, so they need
+    none of it (and it would cost page faults there).
     """
     trim = _malloc_trim()
     if trim is None:
@@ -171,16 +173,15 @@ class ReturnFreedMemory(keras.callbacks.Callback):
             context.__exit__(None, None, None)
 
 
-def epoch_callbacks(extra, epoch, nan_policy, manager, checkpoint_every_steps, steps, skip, save,
-                    return_freed_memory=True):
-    """One epoch's callbacks: ReturnFreedMemory with --return_freed_memory, FiniteLossGuard under
-    --nan_policy=stop (before anything can save the broken state), `extra`, and StepCheckpoint(save) with
-    --checkpoint_every_steps; `skip` steps are done."""
+def epoch_callbacks(extra, epoch, execution, manager, steps, skip, save):
+    """One epoch's callbacks under a config.Execution: ReturnFreedMemory with return_freed_memory,
+    FiniteLossGuard under nan_policy "stop" (before anything can save the broken state), `extra`, and
+    StepCheckpoint(save) with checkpoint_every_steps; `skip` of the epoch's `steps` steps are done."""
     callbacks = list(extra)
-    if nan_policy == "stop":
+    if execution.nan_policy == "stop":
         callbacks.insert(0, FiniteLossGuard(f"epoch {epoch + 1}", lambda: manager.latest_checkpoint))
-    if return_freed_memory:
+    if execution.return_freed_memory:
         callbacks.insert(0, ReturnFreedMemory())
-    if checkpoint_every_steps:
-        callbacks.append(StepCheckpoint(checkpoint_every_steps, steps, skip, save))
+    if execution.checkpoint_every_steps:
+        callbacks.append(StepCheckpoint(execution.checkpoint_every_steps, steps, skip, save))
     return callbacks

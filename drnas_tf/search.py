@@ -10,14 +10,14 @@ import os
 
 from absl import flags
 
-from drnas_tf import cli, config as config_lib
+from drnas_tf import cli, config as config_lib, relaxations
 
 FLAGS = flags.FLAGS
 cli.define_network_flags()
 cli.define_execution_flags("search")
 flags.adopt_module_key_flags(cli)  # shows them in --helpshort
-flags.DEFINE_enum("method", "dirichlet", list(config_lib.METHOD_RELAXATIONS),
-                  "dirichlet (DrNAS), darts (softmax) or gumbel (SNAS-style) relaxation.")
+flags.DEFINE_enum("method", "dirichlet", list(relaxations.names()), "The relaxation: " + "; ".join(
+    f"{name} ({relaxations.get(name).description})" for name in relaxations.names()) + ".")
 flags.DEFINE_string("model_dir", None, "Where checkpoints, TensorBoard events and genotypes go (required).")
 flags.DEFINE_string("data_dir", None, "TFDS data directory (default: TFDS's own).")
 flags.DEFINE_bool("download", False, "Let TFDS download and prepare a missing dataset.")
@@ -42,7 +42,9 @@ flags.DEFINE_enum("reg_type", None, ["l2", "kl"], "Architecture regulariser (def
 flags.DEFINE_float("reg_scale", None, "Regulariser scale (default 1e-3).")
 flags.DEFINE_float("arch_grad_clip", None, "Global-norm clip of the architecture gradient (default 0 = off; "
                    "ImageNet 5).")
-flags.DEFINE_float("gumbel_temperature", None, "Temperature of --method=gumbel (default 1).")
+for _method in relaxations.names():
+    for _setting, _spec in relaxations.get(_method).hyperparameters.items():
+        flags.DEFINE_float(f"{_method}_{_setting}", None, f"--method={_method}: {_spec.help}")
 flags.DEFINE_float("train_portion", None, "Share of the training set that trains weights (default 0.5).")
 flags.DEFINE_integer("seed", None, "Seed of initialisation, data order, sampling and widening (default: "
                      "the reference's, 2; ImageNet 0).")
@@ -67,18 +69,13 @@ flags.DEFINE_integer("trajectory_samples", 100, "After every epoch, draw this ma
                      "current distribution and log how many are distinct, their per-edge operation entropy and, "
                      "with --nb201_benchmark, their min/median/max accuracy (100 as the paper; 0: off).")
 
-_SEARCH_FLAGS = ("ks", "num_keeps", "stage_epochs", "arch_warmup_epochs", "batch_size", "learning_rate",
-                 "learning_rate_min", "lr_warmup_epochs", "momentum", "weight_decay", "grad_clip",
-                 "arch_learning_rate", "reg_type", "reg_scale", "arch_grad_clip", "gumbel_temperature",
-                 "train_portion", "seed", "steps_per_epoch", "init_channels", "layers", "cells_per_stage",
-                 "nb201_bypass", "unrolled")
-
-
 def config_from_flags():
     """The SearchConfig the flags describe (paper defaults for whatever is not given)."""
     return config_lib.search_config(
-        FLAGS.search_space, FLAGS.dataset, FLAGS.method, data_dir=FLAGS.data_dir, download=FLAGS.download,
-        **{name: FLAGS[name].value for name in _SEARCH_FLAGS})
+        FLAGS.search_space, FLAGS.dataset, FLAGS.method,
+        relaxation_options={setting: FLAGS[f"{FLAGS.method}_{setting}"].value
+                            for setting in relaxations.get(FLAGS.method).hyperparameters},
+        **config_lib.settings_from_flags(config_lib.SearchConfig, FLAGS))
 
 
 def main(argv):
@@ -87,16 +84,15 @@ def main(argv):
     if not FLAGS.model_dir:
         raise ValueError("--model_dir is required: where the search writes checkpoints and genotypes")
     config = config_from_flags()
-    from drnas_tf import distributed, runtime, search_run, searcher, trajectory
-    from drnas_tf.benchmark import open_benchmark
-    from drnas_tf.data.search_data import search_datasets, search_parts
+    from drnas_tf import distributed, runtime, search_task, second_order, trajectory
+    from drnas_tf.data.pipelines import search_datasets, search_parts
+    from drnas_tf.spaces.nb201.nas_bench import open_benchmark
 
-    runtime.configure_threads(FLAGS.intra_op_threads, FLAGS.inter_op_threads)
-    searcher.check_unrolled(config.unrolled, runtime.configure_precision(FLAGS.mixed_precision),
-                            FLAGS.recompute_cells)
-    runtime.configure_determinism(config.seed, FLAGS.deterministic)
+    execution = config_lib.Execution.from_flags(FLAGS)
+    second_order.check_unrolled(config.unrolled, runtime.configure(execution, config.seed),
+                                execution.recompute_cells)
     strategy = distributed.make_strategy(FLAGS.strategy, FLAGS.num_gpus)
-    runtime.check_jit_compile(FLAGS.jit_compile, strategy)
+    runtime.check_jit_compile(execution.jit_compile, strategy)
     name = config.network.dataset
     parts = None if name == "imagenet" else search_parts(name, config.data_dir, config.train_portion,
                                                          config.download)
@@ -111,13 +107,8 @@ def main(argv):
     trajectory.check_settings(config.network.search_space, bool(FLAGS.nb201_benchmark), FLAGS.trajectory_samples)
     epoch_data(0)  # fail on missing data or a too-large batch before building anything
     benchmark = open_benchmark(FLAGS.nb201_benchmark) if FLAGS.nb201_benchmark else None
-    if FLAGS.checkpoint_every_steps < 0:
-        raise ValueError(f"--checkpoint_every_steps must be 0 or positive, got {FLAGS.checkpoint_every_steps}")
-    genotype = search_run.run_search(config, FLAGS.model_dir, epoch_data, FLAGS.flags_into_string(), strategy,
-                                     FLAGS.progress, FLAGS.checkpoint_every_steps, benchmark=benchmark,
-                                     trajectory_samples=FLAGS.trajectory_samples, nan_policy=FLAGS.nan_policy,
-                                     jit_compile=FLAGS.jit_compile, recompute_cells=FLAGS.recompute_cells,
-                                     return_freed_memory=FLAGS.return_freed_memory)
+    genotype = search_task.run_search(config, FLAGS.model_dir, epoch_data, FLAGS.flags_into_string(), strategy,
+                                      execution, benchmark=benchmark, trajectory_samples=FLAGS.trajectory_samples)
     print(f"final genotype: {genotype.to_text()}")
     record_path = os.path.join(FLAGS.model_dir, "genotype.json")
     if os.path.exists(record_path):  # a worker other than the chief may not see the chief's model_dir
@@ -131,8 +122,8 @@ def print_top_operations(record_path):
 
     with open(record_path, encoding="utf-8") as file:
         record = json.load(file)
-    kind = "Dirichlet mean" if record["relaxation"] == "dirichlet" else f"{record['relaxation']} of eta"
-    print(f"operation probabilities per edge ({kind}), top and runner-up:")
+    print(f"operation probabilities per edge ({outputs.relaxation_of(record).probability_name}), top and "
+          "runner-up:")
     rows = outputs.top_operations(record)
     width = max(len(row[0]) for row in rows)
     for edge, top, top_probability, second, second_probability in rows:

@@ -36,7 +36,7 @@ import time
 
 from absl import flags
 
-from drnas_tf import cli, config as config_lib, search
+from drnas_tf import cli, relaxations, search
 from drnas_tf.outputs import atomic_write_text
 from drnas_tf.spaces import nb201
 from drnas_tf.tables import csv_text, markdown_table
@@ -44,8 +44,8 @@ from drnas_tf.tables import csv_text, markdown_table
 FLAGS = flags.FLAGS
 flags.adopt_module_key_flags(search)  # the search flags a --flagfile gives, listed by --helpshort
 flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds to search each method with.")
-flags.DEFINE_list("methods", list(config_lib.METHOD_RELAXATIONS), "Methods to compare: "
-                  + ", ".join(config_lib.METHOD_RELAXATIONS) + " (empty: only the --random_genotypes).")
+flags.DEFINE_list("methods", list(relaxations.names()), "Methods to compare: "
+                  + ", ".join(relaxations.names()) + " (empty: only the --random_genotypes).")
 flags.DEFINE_string("sweep_dir", None, "Where the runs, search.flags, results.csv and results.md go (required).")
 flags.DEFINE_integer("retrain_epochs", 0, "Without --nb201_benchmark: retrain each genotype for this many "
                      "epochs with `python -m drnas_tf.train` and report its test top-1 (0: no retraining).")
@@ -72,9 +72,9 @@ def search_flags_text():
 
 def parse_runs(methods, seeds):
     """[(method, seed)] in table order (none for empty --methods); one-line errors name the flag."""
-    unknown = [m for m in methods if m not in config_lib.METHOD_RELAXATIONS]
+    unknown = [m for m in methods if m not in relaxations.names()]
     if unknown:
-        raise ValueError(f"--methods={','.join(methods)}: expected some of {', '.join(config_lib.METHOD_RELAXATIONS)}")
+        raise ValueError(f"--methods={','.join(methods)}: expected some of {', '.join(relaxations.names())}")
     try:
         seeds = [int(seed) for seed in seeds]
     except ValueError:
@@ -359,7 +359,7 @@ def check_random_flags(random_genotypes, searches, search_space, retrain_epochs,
         raise ValueError(f"--random_genotypes must be 0 or positive, got {random_genotypes}")
     if not random_genotypes and not searches:
         raise ValueError("--methods is empty and --random_genotypes=0: nothing to run; expected some of "
-                         + ", ".join(config_lib.METHOD_RELAXATIONS))
+                         + ", ".join(relaxations.names()))
     if random_genotypes and search_space != nb201.Nb201Genotype.space:
         raise ValueError(f"--random_genotypes needs --search_space=nb201, got {search_space}")
     if random_genotypes and not retrain_epochs:
@@ -385,7 +385,7 @@ def main(argv):
     check_random_flags(FLAGS.random_genotypes, bool(runs), config.network.search_space, FLAGS.retrain_epochs,
                        bool(FLAGS.nb201_benchmark))
     from drnas_tf import trajectory
-    from drnas_tf.benchmark import open_benchmark
+    from drnas_tf.spaces.nb201.nas_bench import open_benchmark
 
     trajectory.check_settings(config.network.search_space, bool(FLAGS.nb201_benchmark), FLAGS.trajectory_samples)
     if FLAGS.nb201_benchmark:

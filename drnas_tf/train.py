@@ -54,12 +54,6 @@ flags.DEFINE_enum("strategy", "auto", list(config_lib.STRATEGIES), "tf.distribut
                   "docs/distributed.md), or auto: multi_worker when TF_CONFIG describes a cluster.")
 flags.DEFINE_integer("progress", 1, "Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch.")
 
-_TRAIN_FLAGS = ("init_channels", "layers", "cells_per_stage", "epochs", "batch_size", "learning_rate",
-                "learning_rate_min", "lr_schedule", "lr_warmup_epochs", "momentum", "weight_decay", "grad_clip",
-                "label_smoothing", "auxiliary", "auxiliary_weight", "drop_path_prob", "cutout", "color_jitter",
-                "eval_split", "seed", "steps_per_epoch")
-
-
 def config_from_flags():
     """The TrainConfig the flags describe (paper defaults for whatever is not given)."""
     from drnas_tf.spaces import parse_genotype
@@ -67,8 +61,8 @@ def config_from_flags():
     if not FLAGS.genotype:
         raise ValueError("--genotype is required: a published name, a genotype text, a file or a search's model_dir")
     genotype = parse_genotype(FLAGS.genotype)
-    return config_lib.train_config(genotype, FLAGS.dataset, data_dir=FLAGS.data_dir, download=FLAGS.download,
-                                   **{name: FLAGS[name].value for name in _TRAIN_FLAGS})
+    return config_lib.train_config(genotype, FLAGS.dataset,
+                                   **config_lib.settings_from_flags(config_lib.TrainConfig, FLAGS))
 
 
 def main(argv):
@@ -76,23 +70,18 @@ def main(argv):
         raise ValueError(f"unexpected arguments: {' '.join(argv[1:])}")
     if not FLAGS.model_dir:
         raise ValueError("--model_dir is required: where the run writes checkpoints and results.json")
-    if FLAGS.checkpoint_every_steps < 0:
-        raise ValueError(f"--checkpoint_every_steps must be 0 or positive, got {FLAGS.checkpoint_every_steps}")
     config = config_from_flags()
-    from drnas_tf import distributed, runtime, train_run
+    from drnas_tf import distributed, runtime, train_task
 
-    runtime.configure_threads(FLAGS.intra_op_threads, FLAGS.inter_op_threads)
-    runtime.configure_precision(FLAGS.mixed_precision)
-    runtime.configure_determinism(config.seed, FLAGS.deterministic)
+    execution = config_lib.Execution.from_flags(FLAGS)
+    runtime.configure(execution, config.seed)
     strategy = distributed.make_strategy(FLAGS.strategy, FLAGS.num_gpus)
-    runtime.check_jit_compile(FLAGS.jit_compile, strategy)
-    results = train_run.run_train(config, FLAGS.model_dir, flags_text=FLAGS.flags_into_string(),
-                                  strategy=strategy, verbose=FLAGS.progress,
-                                  checkpoint_every_steps=FLAGS.checkpoint_every_steps, nan_policy=FLAGS.nan_policy,
-                                  jit_compile=FLAGS.jit_compile, return_freed_memory=FLAGS.return_freed_memory)
+    runtime.check_jit_compile(execution.jit_compile, strategy)
+    results = train_task.run_train(config, FLAGS.model_dir, flags_text=FLAGS.flags_into_string(), strategy=strategy,
+                                   execution=execution)
     print(f"test top-1 {results['test_top1']:.4f} top-5 {results['test_top5']:.4f} on {config.network.dataset} "
           f"{config.eval_split} after {results['epochs']} epochs ({results['train_seconds']:.0f} s of training)")
-    print(f"written to {os.path.join(FLAGS.model_dir, train_run.RESULTS_FILE)}")
+    print(f"written to {os.path.join(FLAGS.model_dir, train_task.RESULTS_FILE)}")
     print(json.dumps(results))
 
 

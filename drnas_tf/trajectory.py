@@ -12,14 +12,16 @@ the entropy (nats) of the operation each sample picks on that edge.
 import numpy as np
 import tensorflow as tf
 
-from drnas_tf import benchmark as benchmark_lib
+from drnas_tf.spaces.nb201 import nas_bench as benchmark_lib
 
 STATISTICS = ("min", "median", "max")
 
 
 def check_settings(search_space, with_benchmark, num_samples):
     """Raises a one-line ValueError for a benchmark outside the NB201 space or a negative sample count."""
-    if with_benchmark and search_space != "nb201":
+    from drnas_tf.spaces import get_space
+
+    if with_benchmark and not get_space(search_space).nas_bench:
         raise ValueError("--nb201_benchmark needs --search_space=nb201 (NAS-Bench-201 holds only that space)")
     if num_samples < 0:
         raise ValueError(f"--trajectory_samples must be 0 or positive, got {num_samples}")

@@ -4,8 +4,8 @@ import csv
 import itertools
 import json
 
-from drnas_tf import benchmark
 from drnas_tf.spaces import nb201
+from drnas_tf.spaces.nb201 import nas_bench as benchmark
 
 OP_SCORES = {"none": -6.0, "skip_connect": 0.0, "nor_conv_1x1": 3.0, "nor_conv_3x3": 5.0, "avg_pool_3x3": 1.0}
 DATASET_OFFSETS = {"cifar10": 55.0, "cifar100": 30.0, "ImageNet16-120": 10.0}

@@ -4,7 +4,7 @@ import keras
 import pytest
 
 from drnas_tf import complexity, ops
-from drnas_tf.supernet import Nb201Supernet
+from drnas_tf.spaces.nb201.supernet import Nb201Supernet
 
 
 class Wrapper(keras.Model):

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from drnas_tf import config as config_lib, distributed, runtime, search_run
+from drnas_tf import config as config_lib, distributed, runtime, search_task
 
 
 @pytest.mark.parametrize("tf_config, message", [
@@ -75,7 +75,7 @@ def test_loop_trains_as_fit_does_on_two_replicas(strategy):
     results = []
     for loop in (distributed.FitLoop(), distributed.MultiWorkerLoop(strategy)):
         keras.utils.set_random_seed(config.seed)
-        searcher = search_run.build_searcher(config, 0, None, strategy)
+        searcher = search_task.build_searcher(config, 0, None, strategy)
         searcher.set_arch_updates(True)
         steps = StepLog()
         logs = loop.fit_epoch(searcher, shuffled_data(), 3, 0, [steps], verbose=0, trace_key=True)
@@ -91,7 +91,7 @@ def test_loop_trains_as_fit_does_on_two_replicas(strategy):
 def test_loop_stops_at_a_non_finite_loss_as_fit_does(strategy):
     config = config_lib.search_config("nb201", "digits", init_channels=4, cells_per_stage=1, ks=(2,),
                                       num_keeps=(5,), stage_epochs=(1,), batch_size=16, learning_rate=1e30)
-    searcher = search_run.build_searcher(config, 0, None, strategy)
+    searcher = search_task.build_searcher(config, 0, None, strategy)
     guard = runtime.FiniteLossGuard("epoch 1", lambda: None)
     with pytest.raises(ValueError, match="non-finite loss at step"):
         distributed.MultiWorkerLoop(strategy).fit_epoch(searcher, shuffled_data(steps=6), 6, 0, [guard], verbose=0)

@@ -75,7 +75,7 @@ CASES = [
      "--cells_per_stage does not apply to darts genotypes; its depth flag is --layers", 2),
     ("drnas_tf.train", [f"--genotype={NB201}", "--dataset=digits", "--layers=8"],
      "--layers does not apply to nb201 genotypes; its depth flag is --cells_per_stage", 2),
-    ("drnas_tf.train", [f"--genotype={NB201}", "--dataset=digits", "--auxiliary"], "--auxiliary applies to DARTS genotypes", 2),
+    ("drnas_tf.train", [f"--genotype={NB201}", "--dataset=digits", "--auxiliary"], "--auxiliary does not apply to nb201 genotypes; it applies to darts genotypes", 2),
     # Training settings, data and output.
     ("drnas_tf.train", [f"--genotype={NB201}", "--dataset=digits", "--batch_size=0"], "--batch_size must be positive, got 0", 2),
     ("drnas_tf.train", [f"--genotype={NB201}", "--dataset=digits", "--batch_size=5000"], "fewer than one batch", 2),

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from drnas_tf import config as config_lib, serving, train_run
+from drnas_tf import config as config_lib, saved_model, train_task
+from drnas_tf.config import Execution
 from drnas_tf.data import augment, digits
 from drnas_tf.data.catalog import get_dataset_spec
 from drnas_tf.spaces import parse_genotype
@@ -29,13 +30,13 @@ def exported(tmp_path_factory):
     root = tmp_path_factory.mktemp("export")
     config = config_lib.train_config(GENOTYPE, "digits", init_channels=4, cells_per_stage=1, epochs=1,
                                      batch_size=16, steps_per_epoch=3, cutout=0)
-    train_run.run_train(config, str(root / "run"), verbose=0)
-    export_dir = serving.export_run(str(root / "run"), str(root / "saved_model"))
+    train_task.run_train(config, str(root / "run"), execution=Execution(progress=0))
+    export_dir = saved_model.export_run(str(root / "run"), str(root / "saved_model"))
     return root, export_dir
 
 
 def keras_logits(model_dir, images):
-    network, _, _, _ = serving.load_trained_network(model_dir)
+    network, _, _, _ = saved_model.load_trained_network(model_dir)
     spec = get_dataset_spec("digits")
     return network(augment.normalize(images, spec.mean, spec.std), training=False).numpy()
 
@@ -109,6 +110,6 @@ def test_export_refuses_unfinished_runs_and_existing_dirs(exported, tmp_path):
     root, export_dir = exported
     (tmp_path / "train_config.json").write_text("{}")
     with pytest.raises(ValueError, match="unfinished training run"):
-        serving.export_run(str(tmp_path), str(tmp_path / "out"))
+        saved_model.export_run(str(tmp_path), str(tmp_path / "out"))
     with pytest.raises(ValueError, match="exists; choose another or pass --overwrite"):
-        serving.export_run(str(root / "run"), export_dir)
+        saved_model.export_run(str(root / "run"), export_dir)

@@ -7,11 +7,11 @@ import pytest
 import tensorflow as tf
 
 from drnas_tf import optim, runtime
-from drnas_tf.networks.nb201 import Nb201Network
-from drnas_tf.searcher import Searcher
+from drnas_tf.search_model import Searcher
 from drnas_tf.spaces import parse_genotype
-from drnas_tf.supernet import Nb201Supernet
-from drnas_tf.trainer import Trainer
+from drnas_tf.spaces.nb201.network import Nb201Network
+from drnas_tf.spaces.nb201.supernet import Nb201Supernet
+from drnas_tf.train_model import Trainer
 
 BATCH = 8
 MIXED = ["mixed_float16", "mixed_bfloat16"]
@@ -104,11 +104,11 @@ def test_overflow_skips_the_step_and_halves_the_scale_which_the_checkpoint_keeps
     assert int(searcher.loss_scale.good_steps) == 0
     assert int(searcher.weight_optimizer.iterations) == 0 and int(searcher.arch_optimizer.iterations) == 0
 
-    from drnas_tf.search_run import _checkpoint
+    from drnas_tf.search_task import searcher_checkpoint
 
-    path = _checkpoint(searcher).save(str(tmp_path / "ckpt"))
+    path = searcher_checkpoint(searcher).save(str(tmp_path / "ckpt"))
     restored = make_searcher("mixed_float16")
-    _checkpoint(restored).restore(path).assert_existing_objects_matched()
+    searcher_checkpoint(restored).restore(path).assert_existing_objects_matched()
     assert float(restored.loss_scale.scale) == pytest.approx(1.5e38)
 
 

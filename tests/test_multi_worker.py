@@ -24,8 +24,9 @@ import tensorflow as tf
 from tensorflow.python.framework import config as tf_config
 
 from cli_harness import ENV, ROOT, module_command
-from drnas_tf import config as config_lib, search_run
-from drnas_tf.data.search_data import search_datasets, search_parts
+from drnas_tf import config as config_lib, search_task
+from drnas_tf.config import Execution
+from drnas_tf.data.pipelines import search_datasets, search_parts
 
 SETTINGS = dict(init_channels=8, cells_per_stage=1, ks=(2, 1), num_keeps=(5, 3), stage_epochs=(1, 1),
                 arch_warmup_epochs=0, steps_per_epoch=3)
@@ -142,7 +143,7 @@ def one_process_two_replicas(model_dir):
                                               cross_device_ops=tf.distribute.ReductionToOneDevice())
     tf.config.experimental.enable_op_determinism()  # as the workers' --deterministic: the same kernels
     try:
-        search_run.run_search(config, model_dir, epoch_data, strategy=strategy, verbose=0)
+        search_task.run_search(config, model_dir, epoch_data, strategy=strategy, execution=Execution(progress=0))
     finally:
         tf_config.disable_op_determinism()  # process-wide: leave the other tests' kernels alone
     return json.load(open(os.path.join(model_dir, "genotype.json")))

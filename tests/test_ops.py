@@ -10,7 +10,7 @@ import pytest
 import tensorflow as tf
 
 from drnas_tf import ops
-from drnas_tf.spaces import darts, nb201
+from drnas_tf.spaces import darts, get_space, nb201
 from layer_harness import check_layer, random_images
 
 C = 8
@@ -38,33 +38,33 @@ def ceil_half(n):
 def test_darts_op_shapes_and_config(name, stride, size):
     x = random_images(*size, channels=C)
     out_size = size if stride == 1 else tuple(ceil_half(n) for n in size)
-    op = ops.make_op(name, C, stride, False, "darts")
+    op = get_space("darts").make_op(name, C, stride, False)
     check_layer(op, x, (2, *out_size, C))
 
 
 @pytest.mark.parametrize("name", darts.OPS)
 @pytest.mark.parametrize("affine", [False, True])
 def test_darts_op_param_counts(name, affine):
-    op = ops.make_op(name, C, 1, affine, "darts")
+    op = get_space("darts").make_op(name, C, 1, affine)
     expected = DARTS_PARAMS[name][affine]
     check_layer(op, random_images(8, 8, C), (2, 8, 8, C), trainable_params=expected)
 
 
 def test_strided_skip_is_factorized_reduce():
-    op = ops.make_op("skip_connect", C, 2, True, "darts")
+    op = get_space("darts").make_op("skip_connect", C, 2, True)
     assert isinstance(op, ops.FactorizedReduce)
     check_layer(op, random_images(8, 8, C), (2, 4, 4, C), trainable_params=2 * C * (C // 2) + 2 * C)
 
 
 @pytest.mark.parametrize("name", nb201.OPS)
 def test_nb201_op_shapes_and_param_counts(name):
-    op = ops.make_op(name, C, 1, False, "nb201")
+    op = get_space("nb201").make_op(name, C, 1, False)
     check_layer(op, random_images(33, 17, C), (2, 33, 17, C), trainable_params=NB201_PARAMS[name])
 
 
 def test_nb201_pool_has_no_bn_and_darts_pool_has_affine_free_bn():
-    assert ops.make_op("avg_pool_3x3", C, 1, True, "nb201").bn is None
-    pool = ops.make_op("avg_pool_3x3", C, 1, True, "darts")
+    assert get_space("nb201").make_op("avg_pool_3x3", C, 1, True).bn is None
+    pool = get_space("darts").make_op("avg_pool_3x3", C, 1, True)
     pool.build()
     bn = pool.bn
     assert not bn.center and not bn.scale and len(bn.non_trainable_variables) == 2
@@ -77,9 +77,9 @@ def test_batch_norm_uses_pytorch_numerics():
 
 def test_unknown_op_and_space_are_rejected():
     with pytest.raises(ValueError, match="unknown operation 'conv_9x9' in the darts space"):
-        ops.make_op("conv_9x9", C, 1, False, "darts")
+        get_space("darts").make_op("conv_9x9", C, 1, False)
     with pytest.raises(ValueError, match="unknown search space 'nasbench101'"):
-        ops.make_op("none", C, 1, False, "nasbench101")
+        get_space("nasbench101")
     with pytest.raises(ValueError, match="even number of output channels"):
         ops.FactorizedReduce(C, 5)
 

@@ -5,8 +5,9 @@ import pytest
 import tensorflow as tf
 
 from drnas_tf import progressive
-from drnas_tf.searcher import Searcher
-from drnas_tf.supernet import DartsSupernet, Nb201Supernet
+from drnas_tf.search_model import Searcher
+from drnas_tf.spaces.darts.supernet import DartsSupernet
+from drnas_tf.spaces.nb201.supernet import Nb201Supernet
 
 
 def test_prune_keeps_largest_eta_and_never_revives():

@@ -8,10 +8,9 @@ import pytest
 
 from benchmark_table import synthetic_results, write_table
 from cli_harness import run_module
-from drnas_tf import benchmark, outputs, report, trajectory
-from drnas_tf.spaces import parse_genotype
-from drnas_tf.spaces.nb201 import EDGES as NB201_EDGES
-from drnas_tf.supernet import build_supernet
+from drnas_tf import outputs, report, trajectory
+from drnas_tf.spaces import build_supernet, parse_genotype
+from drnas_tf.spaces.nb201 import EDGES as NB201_EDGES, nas_bench as benchmark
 
 EPOCHS = 4
 

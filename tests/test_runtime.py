@@ -11,6 +11,7 @@ import keras
 import pytest
 
 from drnas_tf import runtime
+from drnas_tf.config import Execution
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 THREAD = "return_freed_memory"
@@ -76,7 +77,8 @@ def test_return_freed_memory_trims_during_the_first_step_of_an_epoch_only():
 
 @pytest.mark.parametrize("return_freed_memory", [True, False])
 def test_epoch_callbacks_put_return_freed_memory_first(return_freed_memory):
-    callbacks = runtime.epoch_callbacks([], 0, "stop", None, 0, 10, 0, None, return_freed_memory)
+    execution = Execution(return_freed_memory=return_freed_memory)
+    callbacks = runtime.epoch_callbacks([], 0, execution, None, 10, 0, None)
     kinds = [type(callback) for callback in callbacks]
     expected = [runtime.FiniteLossGuard]
     assert kinds == ([runtime.ReturnFreedMemory] + expected if return_freed_memory else expected)

@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 
 from benchmark_table import synthetic_results, write_table
-from drnas_tf import benchmark, trajectory
-from drnas_tf.spaces import darts, nb201
-from drnas_tf.supernet import build_supernet
+from drnas_tf import trajectory
+from drnas_tf.spaces import build_supernet, darts, nb201
+from drnas_tf.spaces.nb201 import nas_bench as benchmark
 
 
 def nb201_supernet(method="dirichlet", masks=None):

@@ -1,7 +1,7 @@
 """Per-dataset image transforms as TensorFlow ops (docs/method.md §7, §8).
 
 Training transforms take a per-image stateless seed (a [2] integer tensor), so a pipeline that hands out seeds
-deterministically (search_data.py zips each image with a draw of a seeded `tf.data.Dataset.random`) repeats
+deterministically (pipelines.py zips each image with a draw of a seeded `tf.data.Dataset.random`) repeats
 exactly under a fixed --seed, whatever the number of parallel map calls. Geometry runs on pixel values 0–255
 (padding is black, as torchvision's RandomCrop(padding) pads with 0); normalisation comes last:
 (x / 255 − mean) / std with the DatasetSpec's per-channel constants.

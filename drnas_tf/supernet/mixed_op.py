@@ -5,7 +5,7 @@ import tensorflow as tf
 from drnas_tf import ops
 
 
-class MixedOp(ops.Block):
+class MixedOp(ops.ComposedLayer):
     """Weighted sum of the candidate operations on the first C/k channels; the rest bypass; shuffle.
 
     out = channel_shuffle(concat([sum_o w_o * o(x[..., :C/k]), bypass(x[..., C/k:])]), k), where the bypass is
@@ -13,7 +13,7 @@ class MixedOp(ops.Block):
     run. k = 1 is the plain DARTS/DrNAS mixed operation.
 
     Args:
-        space: "darts" or "nb201" (which primitives `candidates` names).
+        space: the spaces.SearchSpace whose operations `candidates` names (it builds them, `make_op`).
         candidates: all operation names of the space, in the order of the architecture tensor's columns.
         mask: one bool per candidate; false marks a pruned operation.
         channels: channels of the edge's input and output.
@@ -34,8 +34,7 @@ class MixedOp(ops.Block):
         self.channels, self.stride, self.k, self.bypass_scale = channels, stride, k, float(bypass_scale)
         self.partial_channels = channels // k
         self.active = tuple(i for i, kept in enumerate(self.mask) if kept)
-        self.ops = tuple(ops.make_op(candidates[i], self.partial_channels, stride, False, space)
-                         for i in self.active)
+        self.ops = tuple(space.make_op(candidates[i], self.partial_channels, stride, False) for i in self.active)
         # 'none' adds w * 0: exactly nothing, and no gradient to w. It runs only when it is all that is kept.
         computed = tuple(j for j, op in enumerate(self.ops) if not isinstance(op, ops.Zero))
         self.computed = computed or tuple(range(len(self.ops)))  # positions in self.ops
@@ -71,6 +70,8 @@ class MixedOp(ops.Block):
         return tf.add_n([weights[self.active[j]] * outputs[j] for j in self.computed]), bypass
 
     def get_config(self):
+        # The SearchSpace object itself: supernets are saved as checkpoints, never as Keras configs, and this
+        # keeps MixedOp free of the space registry.
         return {**super().get_config(), "space": self.space, "candidates": list(self.candidates),
                 "mask": list(self.mask), "channels": self.channels, "stride": self.stride, "k": self.k,
                 "bypass_scale": self.bypass_scale}

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from drnas_tf.data import augment, digits, search_data
+from drnas_tf.data import augment, digits, pipelines
 from drnas_tf.data.catalog import get_dataset_spec
 
 
@@ -35,7 +35,7 @@ def test_preprocessed_images():
 
 
 def test_search_parts_598_599_disjoint():
-    (weight_images, weight_labels), (arch_images, arch_labels) = search_data.search_parts("digits")
+    (weight_images, weight_labels), (arch_images, arch_labels) = pipelines.search_parts("digits")
     assert (len(weight_images), len(arch_images)) == (598, 599)
     assert (len(weight_labels), len(arch_labels)) == (598, 599)
     assert not _image_keys(weight_images) & _image_keys(arch_images)

@@ -14,9 +14,9 @@ NB201_GENOTYPE = nb201.Nb201Genotype(
 class TestGetSpace:
     def test_known_spaces(self):
         assert spaces.SPACE_NAMES == ("darts", "nb201")
-        assert spaces.get_space("darts") is darts
-        assert spaces.get_space("nb201") is nb201
-        assert spaces.get_space("nb201").ARCH_SHAPES == {"cell": (6, 5)}
+        assert spaces.get_space("darts") is darts.SPACE
+        assert spaces.get_space("nb201") is nb201.SPACE
+        assert spaces.get_space("nb201").arch_shapes == {"cell": (6, 5)}
 
     def test_unknown_space(self):
         with pytest.raises(ValueError, match=r"^unknown search space 'x'; expected one of: darts, nb201$"):

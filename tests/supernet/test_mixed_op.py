@@ -7,7 +7,9 @@ import tensorflow as tf
 
 from drnas_tf import complexity, ops
 from drnas_tf.spaces import darts, nb201
-from drnas_tf.supernet import DartsSearchCell, MixedOp, Nb201SearchCell
+from drnas_tf.spaces.darts.supernet import DartsSearchCell
+from drnas_tf.spaces.nb201.supernet import Nb201SearchCell
+from drnas_tf.supernet import MixedOp
 from drnas_tf.supernet.mixed_op import edges_from_one_node
 from layer_harness import check_layer, random_images
 
@@ -30,7 +32,7 @@ def edge_weights(num_ops, mask=None, seed=0):
 def test_partial_channel_mixed_op_matches_reference_formula(stride, size):
     k = 4
     mask = [True, False, True, True, False, True, True]
-    mixed = MixedOp("darts", darts.OPS, mask, C, stride, k)
+    mixed = MixedOp(darts.SPACE, darts.OPS, mask, C, stride, k)
     x = random_images(*size, channels=C)
     weights = edge_weights(7, mask)
     out = mixed(x, tf.constant(weights), training=False).numpy()
@@ -46,7 +48,7 @@ def test_partial_channel_mixed_op_matches_reference_formula(stride, size):
 
 
 def test_k1_is_plain_weighted_sum():
-    mixed = MixedOp("nb201", nb201.OPS, [True] * 5, C, 1, 1)
+    mixed = MixedOp(nb201.SPACE, nb201.OPS, [True] * 5, C, 1, 1)
     x = random_images(6, 6, channels=C)
     weights = edge_weights(5)
     expected = sum(w * op(x, training=False).numpy() for w, op in zip(weights, mixed.ops))
@@ -54,8 +56,8 @@ def test_k1_is_plain_weighted_sum():
 
 
 def test_pruned_ops_are_not_built_and_get_no_weights():
-    full = MixedOp("darts", darts.OPS, [True] * 7, C, 1, 1)
-    pruned = MixedOp("darts", darts.OPS, [False, False, True, True, False, False, True], C, 1, 1)
+    full = MixedOp(darts.SPACE, darts.OPS, [True] * 7, C, 1, 1)
+    pruned = MixedOp(darts.SPACE, darts.OPS, [False, False, True, True, False, False, True], C, 1, 1)
     full.build()
     pruned.build()
     assert [op.name for op in pruned.ops] == ["skip_connect", "sep_conv_3x3", "dil_conv_5x5"]
@@ -68,15 +70,15 @@ def test_pruned_ops_are_not_built_and_get_no_weights():
 
 
 def test_mixed_op_config_round_trip():
-    mixed = MixedOp("darts", darts.OPS, [True, False] * 3 + [True], C, 2, 4, bypass_scale=0.5)
+    mixed = MixedOp(darts.SPACE, darts.OPS, [True, False] * 3 + [True], C, 2, 4, bypass_scale=0.5)
     check_layer(mixed, random_images(9, 7, channels=C), (2, 5, 4, C), call_kwargs={"weights": edge_weights(7)})
 
 
 def test_bad_partial_channel_settings_are_rejected():
     with pytest.raises(ValueError, match="k=3 must be a positive divisor of the edge's 16 channels"):
-        MixedOp("nb201", nb201.OPS, [True] * 5, C, 1, 3)
+        MixedOp(nb201.SPACE, nb201.OPS, [True] * 5, C, 1, 3)
     with pytest.raises(ValueError, match="prunes every operation"):
-        MixedOp("nb201", nb201.OPS, [False] * 5, C, 1, 1)
+        MixedOp(nb201.SPACE, nb201.OPS, [False] * 5, C, 1, 1)
 
 
 @pytest.mark.parametrize("reduction,reduction_prev", [(False, False), (True, False), (False, True)])
@@ -156,7 +158,7 @@ def test_edges_leaving_a_node_together_equal_each_edge_alone(k, monkeypatch):
     results = []
     for narrow in (0, ops.NARROW_CHANNELS):
         keras.utils.set_random_seed(0)
-        edges = [MixedOp("nb201", nb201.OPS, m, channels, 1, k, name=f"edge_{i}") for i, m in enumerate(mask)]
+        edges = [MixedOp(nb201.SPACE, nb201.OPS, m, channels, 1, k, name=f"edge_{i}") for i, m in enumerate(mask)]
         for edge, w in zip(edges, weights):
             edge(x, w)  # builds the variables (inference: the BN statistics stay)
         initial = [v.numpy() for edge in edges for v in edge.non_trainable_variables]

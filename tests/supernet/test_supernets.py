@@ -5,8 +5,9 @@ import pytest
 import tensorflow as tf
 
 from drnas_tf import complexity
-from drnas_tf.spaces import darts
-from drnas_tf.supernet import DartsSupernet, Nb201Supernet, build_supernet
+from drnas_tf.spaces import build_supernet, darts
+from drnas_tf.spaces.darts.supernet import DartsSupernet
+from drnas_tf.spaces.nb201.supernet import Nb201Supernet
 from layer_harness import copy_weights, random_images
 
 
@@ -135,7 +136,8 @@ def test_genotype_derivation_from_hand_set_parameters():
 def test_supernet_config_round_trip():
     mask = np.ones((6, 5), bool)
     mask[:, :2] = False
-    model = Nb201Supernet(10, 8, 1, 2, masks={"cell": mask}, method="gumbel", temperature=0.5, bypass="mean")
+    model = Nb201Supernet(10, 8, 1, 2, masks={"cell": mask}, method="gumbel",
+                          relaxation_options={"temperature": 0.5}, bypass="mean")
     clone = Nb201Supernet.from_config(model.get_config())
     copy_weights(model, clone)
     images, seed = random_images(12, 12), tf.constant([1, 1])

@@ -9,9 +9,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from drnas_tf import config as config_lib, optim, train_run
+from drnas_tf import config as config_lib, optim, train_task
+from drnas_tf.config import Execution
 from drnas_tf.spaces import darts as darts_space, parse_genotype
-from drnas_tf.trainer import Trainer, smoothed_cross_entropy
+from drnas_tf.train_model import Trainer, smoothed_cross_entropy
 
 SIZE, BATCH, STEPS = 12, 8, 3
 GENOTYPE = darts_space.PUBLISHED["DrNAS_cifar10"]
@@ -39,8 +40,9 @@ def epoch_data(epoch):
 TEST_DATA = pattern_batches(100, 20)  # the last batch is partial
 
 
-def run(model_dir, config=None, **kwargs):
-    return train_run.run_train(config or tiny_config(), str(model_dir), epoch_data, TEST_DATA, verbose=0, **kwargs)
+def run(model_dir, config=None, flags_text="", callbacks=(), **execution):
+    return train_task.run_train(config or tiny_config(), str(model_dir), epoch_data, TEST_DATA, flags_text,
+                                execution=Execution(progress=0, **execution), callbacks=callbacks)
 
 
 @pytest.fixture(scope="module")
@@ -50,8 +52,8 @@ def finished_run(tmp_path_factory):
 
 
 def final_weights(model_dir):
-    network = train_run.build_network(tiny_config())
-    train_run.restore_network(network, tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints")))
+    network = train_task.build_network(tiny_config())
+    train_task.restore_network(network, tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints")))
     return [v.numpy() for v in network.variables]
 
 
@@ -69,7 +71,7 @@ def test_paper_defaults():
     assert imagenet.color_jitter and imagenet.drop_path_prob == 0 and imagenet.eval_split == "validation"
     nb201 = config_lib.train_config(parse_genotype("|skip_connect~0|+|none~0|none~1|+|none~0|none~1|none~2|"))
     assert not nb201.auxiliary and nb201.drop_path_prob == 0
-    with pytest.raises(ValueError, match="--auxiliary applies to DARTS genotypes"):
+    with pytest.raises(ValueError, match="--auxiliary does not apply to nb201 genotypes; it applies to darts"):
         config_lib.train_config(nb201.genotype, auxiliary=True)
 
 
@@ -84,8 +86,8 @@ def test_linear_schedule_is_the_references():
     for epoch in (0, 4, 5, 100, 244, 245, 249):
         assert optim.linear_learning_rate(epoch, 250, 0.5, 5) == pytest.approx(reference(epoch))
     config = tiny_config(epochs=600)
-    assert train_run.learning_rate_at(config, 300) == pytest.approx(0.025)  # half-way down the cosine from 0.05
-    assert train_run.drop_path_at(config, 0) == 0 and train_run.drop_path_at(config, 300) == pytest.approx(0.15)
+    assert train_task.learning_rate_at(config, 300) == pytest.approx(0.025)  # half-way down the cosine from 0.05
+    assert train_task.drop_path_at(config, 0) == 0 and train_task.drop_path_at(config, 300) == pytest.approx(0.15)
 
 
 def test_smoothed_cross_entropy_against_hand_computation():
@@ -102,7 +104,7 @@ def test_smoothed_cross_entropy_against_hand_computation():
 def _one_step(strategy, images, labels):
     with strategy.scope():
         keras.utils.set_random_seed(0)
-        trainer = Trainer(train_run.build_network(tiny_config()), learning_rate=0.1, weight_decay=0.0, grad_clip=0.5,
+        trainer = Trainer(train_task.build_network(tiny_config()), learning_rate=0.1, weight_decay=0.0, grad_clip=0.5,
                           seed=3)
         trainer.compile(optimizer=trainer.weight_optimizer)
     trainer.network.set_drop_path_prob(0.0)
@@ -117,7 +119,7 @@ def test_one_and_two_replicas_take_the_same_clipped_step():
     labels = tf.constant([0, 1, 2, 3] * 2)
     single = _one_step(tf.distribute.get_strategy(), images, labels)
     # Reduction through one device: a second collective-ops MirroredStrategy in the same pytest process (after
-    # tests/test_searcher.py's) can reuse collective instance keys and abort; the sum is the same.
+    # tests/test_search_model.py's) can reuse collective instance keys and abort; the sum is the same.
     mirrored = _one_step(tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"],
                                                         cross_device_ops=tf.distribute.ReductionToOneDevice()),
                          images, labels)
@@ -134,7 +136,7 @@ def test_results_json_and_outputs(finished_run):
     assert 0.0 <= results["test_top1"] <= results["test_top5"] <= 1.0
     assert results["epochs"] == 2 and results["train_seconds"] > 0
     assert parse_genotype(results["genotype"]) == GENOTYPE
-    assert results["params"] == train_run.build_network(tiny_config()).count_params_excluding_aux()
+    assert results["params"] == train_task.build_network(tiny_config()).count_params_excluding_aux()
     record = json.load(open(os.path.join(model_dir, "train_config.json")))
     assert record["genotype_text"] == GENOTYPE.to_text() and record["network"]["image_size"] == [32, 32]
     assert open(os.path.join(model_dir, "flags.txt")).read() == "--dataset=digits\n"
@@ -143,8 +145,8 @@ def test_results_json_and_outputs(finished_run):
 
 def test_test_accuracy_is_that_of_the_restored_network(finished_run):
     model_dir, results = finished_run
-    network = train_run.build_network(tiny_config())
-    train_run.restore_network(network, tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints")))
+    network = train_task.build_network(tiny_config())
+    train_task.restore_network(network, tf.train.latest_checkpoint(os.path.join(model_dir, "checkpoints")))
     correct = total = 0
     for images, labels in TEST_DATA:
         correct += int(np.sum(np.argmax(network(images).numpy(), axis=1) == labels.numpy()))
@@ -191,9 +193,9 @@ def test_weights_that_cannot_reach_the_output_get_no_update(tmp_path):
                                      batch_size=BATCH)
     run(tmp_path, config)
     keras.utils.set_random_seed(config.seed)
-    initial = train_run.build_network(config)
-    trained = train_run.build_network(config)
-    train_run.restore_network(trained, tf.train.latest_checkpoint(os.path.join(tmp_path, "checkpoints")))
+    initial = train_task.build_network(config)
+    trained = train_task.build_network(config)
+    train_task.restore_network(trained, tf.train.latest_checkpoint(os.path.join(tmp_path, "checkpoints")))
     for edge in (1, 2):  # 2<-0 and 2<-1
         for before, after in zip(initial.body[0].edge_ops[edge].trainable_variables,
                                  trained.body[0].edge_ops[edge].trainable_variables):
@@ -216,16 +218,17 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
     model_dir = str(tmp_path / "run")
     with pytest.raises(ValueError, match=r"non-finite loss at step 2 of epoch 2; stopped, the last good "
                                          r"checkpoint \(.*ckpt-3\) is kept"):
-        train_run.run_train(tiny_config(), model_dir, poisoned_data, TEST_DATA, verbose=0, nan_policy="stop")
+        train_task.run_train(tiny_config(), model_dir, poisoned_data, TEST_DATA,
+                             execution=Execution(progress=0, nan_policy="stop"))
     state = json.load(open(os.path.join(model_dir, "state.json")))
     assert (state["epoch"], state["step"]) == (1, 0) and state["checkpoint"].endswith("ckpt-3")
-    assert not os.path.exists(os.path.join(model_dir, train_run.RESULTS_FILE))
+    assert not os.path.exists(os.path.join(model_dir, train_task.RESULTS_FILE))
 
 
 def test_skip_batch_skips_the_nan_step_and_keeps_bn_statistics_finite(tmp_path, capsys):
     model_dir = str(tmp_path / "run")
-    results = train_run.run_train(tiny_config(), model_dir, poisoned_data, TEST_DATA, verbose=0,
-                                  nan_policy="skip_batch")
+    results = train_task.run_train(tiny_config(), model_dir, poisoned_data, TEST_DATA,
+                                   execution=Execution(progress=0, nan_policy="skip_batch"))
     printed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch ")]
     assert [line.split("skipped_steps=")[1].split()[0] for line in printed] == ["0.0000", "1.0000"]
     # The NaN batch went through BN in training mode: without restoring the moving statistics the test loss,

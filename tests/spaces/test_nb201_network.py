@@ -7,12 +7,9 @@ import pytest
 import tensorflow as tf
 
 import layer_harness
-from drnas_tf import networks
-from drnas_tf import ops
-from drnas_tf.networks import nb201 as nb201_networks
-from drnas_tf.spaces import darts as darts_space
-from drnas_tf.spaces import nb201 as nb201_space
-from drnas_tf.spaces import parse_genotype
+from drnas_tf import ops, spaces
+from drnas_tf.spaces import darts as darts_space, nb201 as nb201_space, parse_genotype
+from drnas_tf.spaces.nb201 import network as nb201_networks
 
 # NAS-Bench-201's best CIFAR-10 cell.
 BEST_CIFAR10 = "|nor_conv_3x3~0|+|nor_conv_3x3~0|avg_pool_3x3~1|+|skip_connect~0|nor_conv_3x3~1|skip_connect~2|"
@@ -149,21 +146,21 @@ def test_bad_arguments_raise():
 
 def test_build_network_nb201_defaults_and_arguments():
     genotype = parse_genotype(BEST_CIFAR10)
-    default = networks.build_network(genotype, 10)
-    assert isinstance(default, networks.Nb201Network)
+    default = spaces.build_network(genotype, 10)
+    assert isinstance(default, nb201_networks.Nb201Network)
     assert (default.init_channels, default.cells_per_stage) == (16, 5)
     # DARTS-only settings are accepted where they ask for nothing.
-    network = networks.build_network(genotype, 120, init_channels=8, cells_per_stage=2, stem="cifar",
-                                     auxiliary=False, drop_path_prob=0.0)
+    network = spaces.build_network(genotype, 120, init_channels=8, cells_per_stage=2, stem="cifar",
+                                   auxiliary=False, drop_path_prob=0.0)
     assert (network.init_channels, network.cells_per_stage, network.num_classes) == (8, 2, 120)
 
 
 @pytest.mark.parametrize("arguments, message", [
-    ({"layers": 20}, "layers=20 applies to DARTS networks only"),
+    ({"layers": 20}, "layers does not apply to the nb201 space; its depth is cells_per_stage"),
     ({"auxiliary": True}, "auxiliary=True applies to DARTS networks only"),
     ({"stem": "imagenet"}, "stem='imagenet' applies to DARTS networks only"),
     ({"drop_path_prob": 0.2}, "drop_path_prob=0.2 applies to DARTS networks only"),
 ])
 def test_build_network_rejects_darts_arguments(arguments, message):
     with pytest.raises(ValueError, match=message):
-        networks.build_network(nb201_space.Nb201Genotype(("skip_connect",) * 6), 10, **arguments)
+        spaces.build_network(nb201_space.Nb201Genotype(("skip_connect",) * 6), 10, **arguments)

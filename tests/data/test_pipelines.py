@@ -5,7 +5,7 @@ import pytest
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
-from drnas_tf.data import search_data
+from drnas_tf.data import pipelines
 
 
 def _first_batches(dataset, epochs=2, steps=2):
@@ -15,7 +15,7 @@ def _first_batches(dataset, epochs=2, steps=2):
 
 
 def test_digits_batches():
-    dataset, steps, spec = search_data.search_datasets("digits", 64)
+    dataset, steps, spec = pipelines.search_datasets("digits", 64)
     assert steps == 598 // 64 == 9 and spec.name == "digits"
     assert int(dataset.cardinality()) == 9
     batches = list(dataset)
@@ -29,9 +29,9 @@ def test_digits_batches():
 
 
 def test_same_seed_same_batches_new_order_each_epoch():
-    first, _, _ = search_data.search_datasets("digits", 32, seed=5)
-    second, _, _ = search_data.search_datasets("digits", 32, seed=5)
-    other, _, _ = search_data.search_datasets("digits", 32, seed=6)
+    first, _, _ = pipelines.search_datasets("digits", 32, seed=5)
+    second, _, _ = pipelines.search_datasets("digits", 32, seed=5)
+    other, _, _ = pipelines.search_datasets("digits", 32, seed=6)
     run_a, run_b, run_c = _first_batches(first), _first_batches(second), _first_batches(other)
     tf.nest.map_structure(np.testing.assert_array_equal, run_a, run_b)
     assert not np.array_equal(run_a[0][0][0][1], run_a[1][0][0][1])  # reshuffled in epoch 2
@@ -40,9 +40,9 @@ def test_same_seed_same_batches_new_order_each_epoch():
 
 def test_cifar_split_under_mock(tmp_path):
     with tfds.testing.mock_data(num_examples=100):
-        (w_images, w_labels), (a_images, a_labels) = search_data.search_parts("cifar10", str(tmp_path))
-        again = search_data.search_parts("cifar10", str(tmp_path))
-        dataset, steps, _ = search_data.search_datasets("cifar10", 16, data_dir=str(tmp_path), train_portion=0.3)
+        (w_images, w_labels), (a_images, a_labels) = pipelines.search_parts("cifar10", str(tmp_path))
+        again = pipelines.search_parts("cifar10", str(tmp_path))
+        dataset, steps, _ = pipelines.search_datasets("cifar10", 16, data_dir=str(tmp_path), train_portion=0.3)
         batch = next(iter(dataset))
     assert (len(w_images), len(a_images), len(w_labels), len(a_labels)) == (50, 50, 50, 50)
     assert not {i.tobytes() for i in w_images} & {i.tobytes() for i in a_images}
@@ -53,9 +53,9 @@ def test_cifar_split_under_mock(tmp_path):
 
 
 def test_split_sizes():
-    assert search_data.split_sizes(50000, 0.5) == (25000, 25000)
-    assert search_data.split_sizes(1197, 0.5) == (598, 599)
-    assert search_data.split_sizes(10, 0.25) == (2, 8)
+    assert pipelines.split_sizes(50000, 0.5) == (25000, 25000)
+    assert pipelines.split_sizes(1197, 0.5) == (598, 599)
+    assert pipelines.split_sizes(10, 0.25) == (2, 8)
 
 
 def _file_names(count):
@@ -68,33 +68,33 @@ def _names(dataset):
 
 def test_imagenet_hash_fractions_and_seed():
     names = _file_names(100_000)
-    buckets = search_data.imagenet_subset_bucket(names, split_seed=0).numpy() / 1_000_000
+    buckets = pipelines.imagenet_subset_bucket(names, split_seed=0).numpy() / 1_000_000
     assert abs(np.mean(buckets < 0.10) - 0.10) < 0.005  # binomial sd 0.00095
     assert abs(np.mean((buckets >= 0.10) & (buckets < 0.125)) - 0.025) < 0.0025  # sd 0.0005
-    np.testing.assert_array_equal(buckets, search_data.imagenet_subset_bucket(names, split_seed=0).numpy() / 1e6)
-    other = search_data.imagenet_subset_bucket(names, split_seed=1).numpy() / 1_000_000
+    np.testing.assert_array_equal(buckets, pipelines.imagenet_subset_bucket(names, split_seed=0).numpy() / 1e6)
+    other = pipelines.imagenet_subset_bucket(names, split_seed=1).numpy() / 1_000_000
     assert np.mean(other[buckets < 0.10] < 0.10) < 0.15  # independent draws share ~10 %
 
 
 def test_imagenet_subsets_are_the_hash_ranges_and_disjoint():
     names = _file_names(4000)
     examples = tf.data.Dataset.from_tensor_slices({"file_name": names})
-    weights = _names(search_data.imagenet_subset(examples, "weights", split_seed=0))
-    arch = _names(search_data.imagenet_subset(examples, "arch", split_seed=0))
-    buckets = search_data.imagenet_subset_bucket(names, split_seed=0).numpy()
+    weights = _names(pipelines.imagenet_subset(examples, "weights", split_seed=0))
+    arch = _names(pipelines.imagenet_subset(examples, "arch", split_seed=0))
+    buckets = pipelines.imagenet_subset_bucket(names, split_seed=0).numpy()
     names = names.numpy()
     assert weights == set(names[buckets < 100_000]) and len(weights) > 300
     assert arch == set(names[(buckets >= 100_000) & (buckets < 125_000)]) and len(arch) > 60
     assert not weights & arch
     with pytest.raises(ValueError, match="ImageNet search subset 'val' is not one of: weights, arch"):
-        search_data.imagenet_subset(examples, "val", split_seed=0)
+        pipelines.imagenet_subset(examples, "val", split_seed=0)
 
 
 def test_imagenet_search_under_mock(tmp_path):
     with tfds.testing.mock_data(num_examples=200):  # random-size mock images
-        dataset, steps, spec = search_data.search_datasets("imagenet", 4, data_dir=str(tmp_path))
+        dataset, steps, spec = pipelines.search_datasets("imagenet", 4, data_dir=str(tmp_path))
         (x_train, y_train), (x_valid, y_valid) = next(iter(dataset))
-        eval_batch = next(iter(search_data.eval_dataset("imagenet", "validation", 3, data_dir=str(tmp_path))))
+        eval_batch = next(iter(pipelines.eval_dataset("imagenet", "validation", 3, data_dir=str(tmp_path))))
     assert steps == int(0.10 * 200) // 4 == 5 and spec.image_size == 224
     assert x_train.shape == x_valid.shape == (4, 224, 224, 3) and x_train.dtype == tf.float32
     assert y_train.dtype == y_valid.dtype == tf.int32
@@ -104,10 +104,10 @@ def test_imagenet_search_under_mock(tmp_path):
 def test_imagenet_batches_come_from_the_split_seed_subsets(tmp_path):
     with tfds.testing.mock_data(num_examples=200):
         examples = tfds.load("imagenet2012", split="train", data_dir=str(tmp_path), download=False)
-        subset_labels = {part: {int(example["label"]) for example in search_data.imagenet_subset(examples, part, 0)}
+        subset_labels = {part: {int(example["label"]) for example in pipelines.imagenet_subset(examples, part, 0)}
                          for part in ("weights", "arch")}
         for seed in (0, 1):
-            dataset, _, _ = search_data.search_datasets("imagenet", 4, data_dir=str(tmp_path), seed=seed)
+            dataset, _, _ = pipelines.search_datasets("imagenet", 4, data_dir=str(tmp_path), seed=seed)
             for (_, y_train), (_, y_valid) in dataset.take(6):  # past one pass of the 5-image arch subset
                 assert set(y_train.numpy().tolist()) <= subset_labels["weights"]
                 assert set(y_valid.numpy().tolist()) <= subset_labels["arch"]
@@ -115,7 +115,7 @@ def test_imagenet_batches_come_from_the_split_seed_subsets(tmp_path):
 
 
 def test_digits_eval_dataset():
-    batches = list(search_data.eval_dataset("digits", "test", 256))
+    batches = list(pipelines.eval_dataset("digits", "test", 256))
     assert [int(y.shape[0]) for _, y in batches] == [256, 256, 88]
     x = np.concatenate([x.numpy() for x, _ in batches])
     assert x.shape == (600, 32, 32, 3) and x.dtype == np.float32 and abs(x.mean()) < 0.1
@@ -135,11 +135,11 @@ def test_digits_eval_dataset():
 ])
 def test_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
-        search_data.search_datasets(**kwargs)
+        pipelines.search_datasets(**kwargs)
 
 
 def test_eval_errors():
     with pytest.raises(ValueError, match="--batch_size must be a positive integer"):
-        search_data.eval_dataset("digits", "test", -1)
+        pipelines.eval_dataset("digits", "test", -1)
     with pytest.raises(ValueError, match="unknown dataset 'mnist'"):
-        search_data.eval_dataset("mnist", "test", 8)
+        pipelines.eval_dataset("mnist", "test", 8)

@@ -35,21 +35,21 @@ def load_trained_network(model_dir):
 
     Raises a one-line ValueError naming model_dir when it holds no trained model.
     """
-    from drnas_tf import config as config_lib, networks, train_run
+    from drnas_tf import config as config_lib, train_task
     from drnas_tf.spaces import genotype_from_json
 
     paths = {name: os.path.join(model_dir, name)
-             for name in (train_run.CONFIG_FILE, train_run.RESULTS_FILE, train_run.CHECKPOINT_DIR)}
-    if not os.path.isfile(paths[train_run.CONFIG_FILE]):
-        raise ValueError(f"--model_dir={model_dir} holds no trained model (no {train_run.CONFIG_FILE}); train one "
+             for name in (train_task.CONFIG_FILE, train_task.RESULTS_FILE, train_task.CHECKPOINT_DIR)}
+    if not os.path.isfile(paths[train_task.CONFIG_FILE]):
+        raise ValueError(f"--model_dir={model_dir} holds no trained model (no {train_task.CONFIG_FILE}); train one "
                          "with `python -m drnas_tf.train --genotype=... --model_dir=...`")
-    if not os.path.isfile(paths[train_run.RESULTS_FILE]):
-        raise ValueError(f"--model_dir={model_dir} holds an unfinished training run (no {train_run.RESULTS_FILE}); "
+    if not os.path.isfile(paths[train_task.RESULTS_FILE]):
+        raise ValueError(f"--model_dir={model_dir} holds an unfinished training run (no {train_task.RESULTS_FILE}); "
                          "resume it by re-running its train command")
     try:
-        with open(paths[train_run.CONFIG_FILE], encoding="utf-8") as file:
+        with open(paths[train_task.CONFIG_FILE], encoding="utf-8") as file:
             record = json.load(file)
-        with open(paths[train_run.RESULTS_FILE], encoding="utf-8") as file:
+        with open(paths[train_task.RESULTS_FILE], encoding="utf-8") as file:
             results = json.load(file)
         genotype = genotype_from_json(record["genotype"])
         network_record = record["network"]
@@ -57,15 +57,14 @@ def load_trained_network(model_dir):
             genotype.space, network_record["dataset"], network_record["init_channels"], network_record["layers"],
             network_record["cells_per_stage"], image_size="x".join(map(str, network_record["image_size"])))
     except (OSError, KeyError, TypeError, ValueError) as error:
-        raise ValueError(f"{paths[train_run.CONFIG_FILE]} is corrupt ({error})") from None
-    checkpoint = _latest_checkpoint(paths[train_run.CHECKPOINT_DIR])
+        raise ValueError(f"{paths[train_task.CONFIG_FILE]} is corrupt ({error})") from None
+    checkpoint = _latest_checkpoint(paths[train_task.CHECKPOINT_DIR])
     if checkpoint is None:
-        raise ValueError(f"--model_dir={model_dir} has no checkpoint in {paths[train_run.CHECKPOINT_DIR]}")
-    depth = ({"cells_per_stage": network_config.cells_per_stage} if genotype.space == "nb201"
-             else {"layers": network_config.layers, "stem": network_config.stem})
-    network = networks.build_network(genotype, network_config.num_classes,
-                                     init_channels=network_config.init_channels, **depth)
-    train_run.restore_network(network, checkpoint)
+        raise ValueError(f"--model_dir={model_dir} has no checkpoint in {paths[train_task.CHECKPOINT_DIR]}")
+    network = network_config.space.build_network(genotype, network_config.num_classes,
+                                                 init_channels=network_config.init_channels,
+                                                 depth=network_config.depth, stem=network_config.stem)
+    train_task.restore_network(network, checkpoint)
     return network, network_config, record, results
 
 

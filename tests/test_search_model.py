@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from drnas_tf import runtime
-from drnas_tf.searcher import Searcher
-from drnas_tf.supernet import Nb201Supernet
+from drnas_tf import runtime, second_order
+from drnas_tf.search_model import Searcher
+from drnas_tf.spaces.nb201.supernet import Nb201Supernet
 
 BATCH = 8
 
@@ -172,14 +172,14 @@ def test_unrolled_gradient_follows_the_darts_formula():
     xi = 0.3
     searcher, train, valid = unrolled_setup(xi)
     supernet, sgd = searcher.supernet, searcher.weight_optimizer
-    _, _, gradients = searcher._unrolled_arch_gradients(valid[0], valid[1], train[0], train[1])
+    _, _, gradients = second_order.arch_gradients(searcher, valid[0], valid[1], train[0], train[1])
     weights = [tf.convert_to_tensor(v) for v in supernet.weight_variables]
     arch = [tf.convert_to_tensor(v) for v in supernet.arch_variables]
 
     def loss_and_gradients(w, images, labels, salt, wrt):
         with tf.GradientTape() as tape:
             tape.watch(wrt)
-            loss, _ = searcher._stateless_loss(w, arch, images, labels, salt)
+            loss, _ = searcher.stateless_loss(w, arch, images, labels, salt)
         return tape.gradient(loss, wrt)
 
     g = loss_and_gradients(weights, train[0], train[1], 2, weights)
@@ -187,7 +187,7 @@ def test_unrolled_gradient_follows_the_darts_formula():
     virtual = [w - xi * (0.9 * m + gw + 1e-2 * w) for w, m, gw in zip(weights, momenta, g)]
     with tf.GradientTape(persistent=True) as tape:
         tape.watch(virtual + arch)
-        valid_loss, _ = searcher._stateless_loss(virtual, arch, valid[0], valid[1], 0)
+        valid_loss, _ = searcher.stateless_loss(virtual, arch, valid[0], valid[1], 0)
     direct, v = tape.gradient(valid_loss, arch), tape.gradient(valid_loss, virtual)
     r = 0.01 / tf.linalg.global_norm(v)
     plus = loss_and_gradients([w + r * d for w, d in zip(weights, v)], train[0], train[1], 3, arch)
@@ -199,11 +199,11 @@ def test_unrolled_gradient_follows_the_darts_formula():
 
 def test_unrolled_gradient_without_a_step_is_the_first_order_gradient():
     searcher, train, valid = unrolled_setup(0.0)
-    _, _, gradients = searcher._unrolled_arch_gradients(valid[0], valid[1], train[0], train[1])
+    _, _, gradients = second_order.arch_gradients(searcher, valid[0], valid[1], train[0], train[1])
     arch = [tf.convert_to_tensor(v) for v in searcher.supernet.arch_variables]
     with tf.GradientTape() as tape:
         tape.watch(arch)
-        loss, _ = searcher._stateless_loss([tf.convert_to_tensor(v) for v in searcher.supernet.weight_variables],
+        loss, _ = searcher.stateless_loss([tf.convert_to_tensor(v) for v in searcher.supernet.weight_variables],
                                            arch, valid[0], valid[1], 0)
     np.testing.assert_allclose(gradients[0].numpy(), tape.gradient(loss, arch)[0].numpy(), rtol=1e-5, atol=1e-8)
 

@@ -9,8 +9,10 @@ import tensorflow as tf
 from tensorboard.backend.event_processing import event_accumulator
 
 from benchmark_table import synthetic_results, write_table
-from drnas_tf import benchmark, config as config_lib, search_run
+from drnas_tf import config as config_lib, search_task
+from drnas_tf.config import Execution
 from drnas_tf.spaces import nb201, parse_genotype
+from drnas_tf.spaces.nb201 import nas_bench as benchmark
 
 SIZE, BATCH, STEPS = 12, 16, 4
 SAMPLES = 20
@@ -39,8 +41,9 @@ def pattern_data(epoch):
 def finished_run(tmp_path_factory):
     model_dir = str(tmp_path_factory.mktemp("search"))
     table = benchmark.open_benchmark(write_table(tmp_path_factory.mktemp("benchmark") / "nb201.csv"))
-    genotype = search_run.run_search(tiny_config(), model_dir, pattern_data, "--dataset=digits\n", verbose=0,
-                                     benchmark=table, trajectory_samples=SAMPLES)
+    genotype = search_task.run_search(tiny_config(), model_dir, pattern_data, "--dataset=digits\n",
+                                      execution=Execution(progress=0), benchmark=table,
+                                      trajectory_samples=SAMPLES)
     return model_dir, genotype
 
 
@@ -113,9 +116,9 @@ def test_resume_after_interruption_equals_uninterrupted(finished_run, tmp_path):
         return pattern_data(epoch)
 
     with pytest.raises(KeyboardInterrupt):
-        search_run.run_search(tiny_config(), model_dir, crashing_data, verbose=0)
+        search_task.run_search(tiny_config(), model_dir, crashing_data, execution=Execution(progress=0))
     assert json.load(open(os.path.join(model_dir, "state.json")))["epoch"] == 2
-    search_run.run_search(tiny_config(), model_dir, pattern_data, verbose=0)
+    search_task.run_search(tiny_config(), model_dir, pattern_data, execution=Execution(progress=0))
     resumed = json.load(open(os.path.join(model_dir, "genotype.json")))
     reference = json.load(open(os.path.join(reference_dir, "genotype.json")))
     np.testing.assert_allclose(resumed["arch_parameters"]["cell"], reference["arch_parameters"]["cell"],
@@ -135,11 +138,12 @@ def test_resume_mid_epoch_from_step_checkpoints_equals_uninterrupted(finished_ru
                 raise KeyboardInterrupt
 
     with pytest.raises(KeyboardInterrupt):
-        search_run.run_search(tiny_config(), model_dir, pattern_data, verbose=0, checkpoint_every_steps=2,
-                              callbacks=[Crash()])
+        search_task.run_search(tiny_config(), model_dir, pattern_data,
+                               callbacks=[Crash()], execution=Execution(progress=0, checkpoint_every_steps=2))
     state = json.load(open(os.path.join(model_dir, "state.json")))
     assert (state["epoch"], state["step"]) == (1, 2)
-    search_run.run_search(tiny_config(), model_dir, pattern_data, verbose=0, checkpoint_every_steps=2)
+    search_task.run_search(tiny_config(), model_dir, pattern_data,
+                           execution=Execution(progress=0, checkpoint_every_steps=2))
     resumed = json.load(open(os.path.join(model_dir, "genotype.json")))
     reference = json.load(open(os.path.join(reference_dir, "genotype.json")))
     np.testing.assert_allclose(resumed["arch_parameters"]["cell"], reference["arch_parameters"]["cell"],
@@ -149,25 +153,25 @@ def test_resume_mid_epoch_from_step_checkpoints_equals_uninterrupted(finished_ru
 def test_model_dir_of_another_run_is_refused(finished_run):
     model_dir, _ = finished_run
     with pytest.raises(ValueError, match=r"holds a run with other settings \(ks\)"):
-        search_run.run_search(tiny_config(ks=(2, 2)), model_dir, pattern_data, verbose=0)
+        search_task.run_search(tiny_config(ks=(2, 2)), model_dir, pattern_data, execution=Execution(progress=0))
 
 
 def test_corrupt_state_is_refused(tmp_path):
     (tmp_path / "state.json").write_text("{not json")
     with pytest.raises(ValueError, match="state.json is corrupt"):
-        search_run.run_search(tiny_config(), str(tmp_path), pattern_data, verbose=0)
+        search_task.run_search(tiny_config(), str(tmp_path), pattern_data, execution=Execution(progress=0))
 
 
 def test_unwritable_model_dir_is_refused(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("")
     with pytest.raises(ValueError, match="is not writable"):
-        search_run.run_search(tiny_config(), str(blocker / "run"), pattern_data, verbose=0)
+        search_task.run_search(tiny_config(), str(blocker / "run"), pattern_data, execution=Execution(progress=0))
 
 
 def test_stage_of():
     config = tiny_config(stage_epochs=(2, 3))
-    assert [search_run.stage_of(config, e) for e in range(5)] == [(0, 0), (0, 0), (1, 2), (1, 2), (1, 2)]
+    assert [search_task.stage_of(config, e) for e in range(5)] == [(0, 0), (0, 0), (1, 2), (1, 2), (1, 2)]
 
 
 def poisoned_data(epoch):
@@ -192,7 +196,8 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
     model_dir = str(tmp_path / "run")
     with pytest.raises(ValueError, match=r"non-finite loss, valid_loss at step 3 of epoch 2; stopped, the last good "
                                          r"checkpoint \(.*ckpt-4\) is kept"):
-        search_run.run_search(tiny_config(), model_dir, poisoned_data, verbose=0, nan_policy="stop")
+        search_task.run_search(tiny_config(), model_dir, poisoned_data,
+                               execution=Execution(progress=0, nan_policy="stop"))
     state = json.load(open(os.path.join(model_dir, "state.json")))
     assert (state["epoch"], state["step"]) == (1, 0) and state["checkpoint"].endswith("ckpt-4")
     assert json.load(open(os.path.join(model_dir, "genotype.json")))["epoch"] == 0
@@ -201,7 +206,8 @@ def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
 
 def test_skip_batch_skips_the_nan_step_and_finishes(tmp_path, capsys):
     model_dir = str(tmp_path / "run")
-    search_run.run_search(tiny_config(), model_dir, poisoned_data, verbose=0, nan_policy="skip_batch")
+    search_task.run_search(tiny_config(), model_dir, poisoned_data,
+                           execution=Execution(progress=0, nan_policy="skip_batch"))
     printed = capsys.readouterr().out.splitlines()
     assert [line.split("skipped_steps=")[1].split()[0] for line in printed] == ["0.0000", "1.0000", "0.0000"]
     record = json.load(open(os.path.join(model_dir, "genotype.json")))
@@ -209,9 +215,9 @@ def test_skip_batch_skips_the_nan_step_and_finishes(tmp_path, capsys):
     assert "loss=nan" not in " ".join(printed)
 
 
-def test_unknown_nan_policy_is_refused(tmp_path):
+def test_unknown_nan_policy_is_refused():
     with pytest.raises(ValueError, match="--nan_policy='ignore' must be one of: stop, skip_batch"):
-        search_run.run_search(tiny_config(), str(tmp_path), pattern_data, verbose=0, nan_policy="ignore")
+        Execution(progress=0, nan_policy="ignore")
 
 
 def _digits_weight_training_accuracy(tmp_path, bypass):
@@ -219,7 +225,7 @@ def _digits_weight_training_accuracy(tmp_path, bypass):
     15-cell NB201 supernet at k=4 on the digits data."""
     import keras
 
-    from drnas_tf.data.search_data import search_datasets, search_parts
+    from drnas_tf.data.pipelines import search_datasets, search_parts
 
     epochs, batch = 5, 32
     config = config_lib.search_config("nb201", "digits", init_channels=8, cells_per_stage=5, ks=(4,), num_keeps=(5,),
@@ -233,8 +239,8 @@ def _digits_weight_training_accuracy(tmp_path, bypass):
 
     accuracies = []
     record = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: accuracies.append(logs["accuracy"]))
-    search_run.run_search(config, str(tmp_path / bypass), epoch_data, verbose=0, callbacks=[record],
-                          trajectory_samples=0)
+    search_task.run_search(config, str(tmp_path / bypass), epoch_data, execution=Execution(progress=0),
+                           callbacks=[record], trajectory_samples=0)
     return accuracies[-1]
 
 

@@ -10,10 +10,8 @@ input sizes work; and stride-2 paths use ceil-mode sizes from `ops`, so odd size
 import keras
 import tensorflow as tf
 
-from drnas_tf import blocks
-from drnas_tf import complexity
-from drnas_tf import ops
-from drnas_tf.spaces import darts as darts_space
+from drnas_tf import blocks, complexity, ops
+from drnas_tf.spaces.darts import candidates, genotype as darts_space
 
 STEM_CHANNELS_MULTIPLIER = 3  # the CIFAR stem widens to 3C
 STEMS = ("cifar", "imagenet")
@@ -45,7 +43,7 @@ def _check_drop_prob(drop_prob):
 
 
 @keras.saving.register_keras_serializable(package="drnas_tf")
-class DartsCell(ops.Block):
+class DartsCell(ops.ComposedLayer):
     """A discrete DARTS cell: four nodes, each the sum of two operations on earlier states.
 
     States 0 and 1 are the preprocessed outputs of the two previous cells; node i is state i + 2 and adds
@@ -76,7 +74,7 @@ class DartsCell(ops.Block):
         self.preprocess1 = ops.ReLUConvBN(channels_prev, channels, 1, 1, 0, affine=True, name="preprocess1")
         # A tuple, not a list: tf.train.Checkpoint does not see layers held in a list by a Keras 3 layer.
         self.edge_ops = tuple(
-            ops.make_op(op, channels, 2 if reduction and input_state < 2 else 1, affine=True, space="darts")
+            candidates.make_op(op, channels, 2 if reduction and input_state < 2 else 1, affine=True)
             for op, input_state in self.genotype_ops
         )
 
@@ -106,7 +104,7 @@ class DartsCell(ops.Block):
                 "reduction_prev": self.reduction_prev}
 
 
-class _AuxiliaryHead(ops.Block):
+class _AuxiliaryHead(ops.ComposedLayer):
     """ReLU -> 5x5 average pool -> conv1x1 (128) BN ReLU -> conv2x2 (768) [BN] ReLU -> global pool -> linear.
 
     At the reference input sizes (8x8 for CIFAR, 7x7 for ImageNet) the 2x2 convolution already gives a 1x1
@@ -226,7 +224,7 @@ class DartsNetwork(keras.Model):
         aux_head_type = AuxiliaryHeadCIFAR if stem == "cifar" else AuxiliaryHeadImageNet
         self.aux_head = aux_head_type(aux_channels, num_classes, name="aux_head") if auxiliary else None
         self.classifier = blocks.Classifier(channels_prev, num_classes, name="classifier")
-        self.build()  # every variable, eagerly, with unique paths (ops.Block)
+        self.build()  # every variable, eagerly, with unique paths (ops.ComposedLayer)
 
     def build(self, *args, **kwargs):
         ops.build_sublayers(self)

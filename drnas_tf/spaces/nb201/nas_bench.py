@@ -19,7 +19,7 @@ import csv
 import json
 import os
 
-from drnas_tf.spaces import nb201
+from drnas_tf.spaces.nb201 import genotype as nb201
 
 DATASETS = ("cifar10", "cifar100", "ImageNet16-120")
 SPLITS = ("train", "valid", "test")

@@ -14,28 +14,15 @@ the weights, the relaxation's draws and the losses stay float32; float16 adds dy
 import keras
 import tensorflow as tf
 
-from drnas_tf import optim, relax
-
-ARCH_PASS, WEIGHT_PASS, VIRTUAL_PASS, FINITE_DIFFERENCE_PASS = 0, 1, 2, 3
-FINITE_DIFFERENCE_SCALE = 1e-2  # DARTS: r = 0.01 / ||dL_val/dw'||
+from drnas_tf import optim, relaxations, second_order
 
 
-def _cross_entropy(labels, logits):
+
+def cross_entropy(labels, logits):
+    """Mean sparse cross-entropy, in float32 whatever the compute dtype."""
     per_example = tf.nn.sparse_softmax_cross_entropy_with_logits(tf.cast(labels, tf.int32),
                                                                  tf.cast(logits, tf.float32))
     return tf.reduce_mean(per_example)
-
-
-def check_unrolled(unrolled, compute_dtype, recompute_cells=False):
-    """Refuses what the second-order gradient does not support: a float16 compute dtype (its finite-difference
-    step is not loss-scaled) and recomputed cells (it runs the supernet statelessly, with weight values that a
-    recomputation inside the backward pass would not see)."""
-    if unrolled and compute_dtype == "float16":
-        raise ValueError("--unrolled does not support --mixed_precision=mixed_float16 (its finite-difference "
-                         "step is not loss-scaled); use --mixed_precision=mixed_bfloat16 or float32")
-    if unrolled and recompute_cells:
-        raise ValueError("--unrolled does not support --recompute_cells (the second-order gradient runs the "
-                         "supernet with virtual weights that a recomputed cell would not see); drop one of them")
 
 
 class Searcher(keras.Model):
@@ -44,7 +31,7 @@ class Searcher(keras.Model):
     Args:
         supernet: a `supernet.Supernet`.
         arch_learning_rate: Adam learning rate for eta.
-        reg_type, reg_scale: the architecture regulariser (relax.regularization_loss).
+        reg_type, reg_scale: the architecture regulariser (relaxations.regularization_loss).
         weight_learning_rate: initial SGD learning rate (a schedule callback assigns it per epoch).
         momentum, weight_decay: SGD momentum and coupled weight decay.
         grad_clip: global-norm clip of the weight gradient (0 disables).
@@ -59,13 +46,15 @@ class Searcher(keras.Model):
     does not support.
     """
 
+    ARCH_PASS, WEIGHT_PASS, VIRTUAL_PASS, FINITE_DIFFERENCE_PASS = 0, 1, 2, 3  # the salts of sampling_seed
+
     def __init__(self, supernet, arch_learning_rate=3e-4, reg_type="l2", reg_scale=1e-3,
                  weight_learning_rate=0.025, momentum=0.9, weight_decay=3e-4, grad_clip=5.0, arch_grad_clip=0.0,
                  seed=0, unrolled=False, skip_nonfinite=False, **kwargs):
         super().__init__(**kwargs)
         self.unrolled, self.skip_nonfinite = bool(unrolled), bool(skip_nonfinite)
         self.supernet = supernet
-        check_unrolled(self.unrolled, supernet.compute_dtype, supernet.recompute_cells)
+        second_order.check_unrolled(self.unrolled, supernet.compute_dtype, supernet.recompute_cells)
         self.loss_scale = optim.loss_scale_for(supernet.compute_dtype)
         self.reg_type, self.reg_scale = reg_type, float(reg_scale)
         self.grad_clip, self.arch_grad_clip, self.seed = float(grad_clip), float(arch_grad_clip), int(seed)
@@ -110,7 +99,7 @@ class Searcher(keras.Model):
         with tf.GradientTape() as tape:
             tape.watch(edge_weights)
             logits = supernet(images, training=True, edge_weights=edge_weights)
-            loss = _cross_entropy(labels, logits)
+            loss = cross_entropy(labels, logits)
             objective = self.loss_scale.scaled(loss / replicas)
         weight_gradients, edge_gradients = tape.gradient(objective, (supernet.weight_variables, edge_weights))
         return loss, logits, weight_gradients, edge_gradients
@@ -121,7 +110,7 @@ class Searcher(keras.Model):
         supernet = self.supernet
         replicas = tf.distribute.get_replica_context().num_replicas_in_sync
         with tf.GradientTape() as tape:
-            edge_weights = supernet.edge_weights(self.sampling_seed(ARCH_PASS))
+            edge_weights = supernet.edge_weights(self.sampling_seed(self.ARCH_PASS))
             regularization = supernet.regularization_loss(self.reg_type, self.reg_scale) / replicas
             regularization = self.loss_scale.scaled(regularization)
         loss, logits, _, edge_gradients = supernet_pass(images, labels, edge_weights)
@@ -133,7 +122,7 @@ class Searcher(keras.Model):
         """One Adam step on eta with the validation batch (+ regulariser); second-order if `unrolled`."""
         supernet = self.supernet
         if self.unrolled:
-            loss, logits, gradients = self._unrolled_arch_gradients(images, labels, train_images, train_labels)
+            loss, logits, gradients = second_order.arch_gradients(self, images, labels, train_images, train_labels)
         else:
             loss, logits, gradients = self.arch_gradients(images, labels, supernet_pass)
         applied = self._apply(self.arch_optimizer, optim.clipped_sum_over_replicas(gradients, self.arch_grad_clip),
@@ -151,7 +140,7 @@ class Searcher(keras.Model):
         optimizer.apply(gradients, variables)
         return tf.constant(True)
 
-    def _stateless_loss(self, weights, arch, images, labels, salt):
+    def stateless_loss(self, weights, arch, images, labels, salt):
         """Cross-entropy of the supernet with the given weight and eta values, leaving every variable as is."""
         supernet = self.supernet
         values = {id(v): value for v, value in zip(supernet.weight_variables + supernet.arch_variables,
@@ -160,50 +149,12 @@ class Searcher(keras.Model):
         non_trainable = [v.value for v in supernet.non_trainable_variables]
         logits, _ = supernet.stateless_call(trainable, non_trainable, images, training=True,
                                             seed=self.sampling_seed(salt))
-        return _cross_entropy(labels, logits), logits
-
-    def _unrolled_arch_gradients(self, images, labels, train_images, train_labels):
-        """DARTS's second-order gradient: dL_val(w', eta)/d eta - xi * (finite-difference Hessian-vector product),
-        with w' = w - xi * (mu * v + grad_w L_train + wd * w) one virtual SGD step (docs/method.md §2.1, §13.2)."""
-        supernet, optimizer = self.supernet, self.weight_optimizer
-        replicas = tf.distribute.get_replica_context().num_replicas_in_sync
-        weights = [tf.convert_to_tensor(v) for v in supernet.weight_variables]
-        arch = [tf.convert_to_tensor(v) for v in supernet.arch_variables]
-        xi = tf.cast(optimizer.learning_rate, tf.float32)
-        with tf.GradientTape() as tape:
-            tape.watch(weights)
-            train_loss, _ = self._stateless_loss(weights, arch, train_images, train_labels, VIRTUAL_PASS)
-            objective = train_loss / replicas
-        train_gradients = optim.clipped_sum_over_replicas(tape.gradient(objective, weights), 0.0)
-        velocities = [optimizer.momentums[optimizer._get_variable_index(v)] for v in supernet.weight_variables]
-        virtual = [w - xi * (optimizer.momentum * v + replicas * g + optimizer.coupled_weight_decay * w)
-                   for w, v, g in zip(weights, velocities, train_gradients)]
-        with tf.GradientTape(persistent=True) as tape:
-            tape.watch(virtual + arch)
-            loss, logits = self._stateless_loss(virtual, arch, images, labels, ARCH_PASS)
-            objective = (loss + relax.regularization_loss(arch, self.reg_type, self.reg_scale)) / replicas
-        arch_gradients = tape.gradient(objective, arch)
-        virtual_gradients = optim.clipped_sum_over_replicas(tape.gradient(objective, virtual), 0.0)
-        del tape
-        norm = tf.linalg.global_norm(virtual_gradients) * replicas
-        radius = FINITE_DIFFERENCE_SCALE / tf.maximum(norm, 1e-12)
-        sides = []
-        for sign in (1.0, -1.0):
-            shifted = [w + sign * radius * replicas * d for w, d in zip(weights, virtual_gradients)]
-            with tf.GradientTape() as tape:
-                tape.watch(arch)
-                side_loss, _ = self._stateless_loss(shifted, arch, train_images, train_labels,
-                                                    FINITE_DIFFERENCE_PASS)
-                side_objective = side_loss / replicas
-            sides.append(tape.gradient(side_objective, arch))
-        gradients = [g - xi * (plus - minus) / (2 * radius)
-                     for g, plus, minus in zip(arch_gradients, *sides)]
-        return loss, logits, gradients
+        return cross_entropy(labels, logits), logits
 
     def weight_step(self, images, labels, supernet_pass):
         """One SGD step on the weights with the training batch, clipped by the averaged gradient's norm."""
         supernet = self.supernet
-        edge_weights = supernet.edge_weights(self.sampling_seed(WEIGHT_PASS))
+        edge_weights = supernet.edge_weights(self.sampling_seed(self.WEIGHT_PASS))
         loss, logits, gradients, _ = supernet_pass(images, labels, edge_weights)
         gradients = self.loss_scale.unscale(gradients)
         applied = self._apply(self.weight_optimizer, optim.clipped_sum_over_replicas(gradients, self.grad_clip),
@@ -237,8 +188,8 @@ class Searcher(keras.Model):
 
     def test_step(self, data):
         images, labels = data
-        logits = self.supernet(images, training=False, seed=self.sampling_seed(ARCH_PASS))
-        self.valid_loss.update_state(_cross_entropy(labels, logits))
+        logits = self.supernet(images, training=False, seed=self.sampling_seed(self.ARCH_PASS))
+        self.valid_loss.update_state(cross_entropy(labels, logits))
         self.valid_accuracy.update_state(labels, logits)
         return {"loss": self.valid_loss.result(), "accuracy": self.valid_accuracy.result()}
 

@@ -4,16 +4,14 @@ the benchmark's TinyNetwork with InferCells."""
 import keras
 import tensorflow as tf
 
-from drnas_tf import blocks
-from drnas_tf import complexity
-from drnas_tf import ops
-from drnas_tf.spaces import nb201 as nb201_space
+from drnas_tf import blocks, complexity, ops
+from drnas_tf.spaces.nb201 import candidates, genotype as nb201_space
 
 NUM_STAGES = 3  # stages at C, 2C and 4C, joined by stride-2 residual blocks
 
 
 @keras.saving.register_keras_serializable(package="drnas_tf")
-class Nb201Cell(ops.Block):
+class Nb201Cell(ops.ComposedLayer):
     """A discrete NAS-Bench-201 cell: node i sums op_(i<-j)(node j) over j < i; the output is node 3.
 
     'none' edges contribute zeros, as in the benchmark's InferCell, so a node whose edges are all 'none' is
@@ -31,7 +29,7 @@ class Nb201Cell(ops.Block):
         self.edge_op_names = nb201_space.Nb201Genotype(ops=tuple(genotype)).ops
         self.channels = channels
         # A tuple, not a list: tf.train.Checkpoint does not see layers held in a list by a Keras 3 layer.
-        self.edge_ops = tuple(ops.make_op(op, channels, 1, affine=True, space="nb201")
+        self.edge_ops = tuple(candidates.make_op(op, channels, 1, affine=True)
                               for op in self.edge_op_names)
 
     def call(self, x, training=False):
@@ -78,7 +76,7 @@ class Nb201Network(keras.Model):
                         for index in range(cells_per_stage))
         self.body = tuple(body)  # a tuple, which tf.train.Checkpoint tracks (it skips a Keras layer's lists)
         self.classifier = blocks.Classifier(channels, num_classes, bn_relu=True, name="classifier")
-        self.build()  # every variable, eagerly, with unique paths (ops.Block)
+        self.build()  # every variable, eagerly, with unique paths (ops.ComposedLayer)
 
     def build(self, *args, **kwargs):
         ops.build_sublayers(self)

@@ -8,11 +8,9 @@ import pytest
 import tensorflow as tf
 
 import layer_harness
-from drnas_tf import networks
-from drnas_tf import ops
-from drnas_tf.networks import darts as darts_networks
-from drnas_tf.spaces import darts as darts_space
-from drnas_tf.spaces import nb201 as nb201_space
+from drnas_tf import ops, spaces
+from drnas_tf.spaces import darts as darts_space, nb201 as nb201_space
+from drnas_tf.spaces.darts import network as darts_networks
 
 PUBLISHED = darts_space.PUBLISHED
 
@@ -370,22 +368,22 @@ def test_network_config_round_trip_keeps_counts_and_outputs(tmp_path):
 
 
 def test_build_network_darts_defaults_and_arguments():
-    default = networks.build_network(PUBLISHED["DARTS_V2"], 10)
-    assert isinstance(default, networks.DartsNetwork)
+    default = spaces.build_network(PUBLISHED["DARTS_V2"], 10)
+    assert isinstance(default, darts_networks.DartsNetwork)
     assert (default.init_channels, default.num_cells, default.stem_type, default.auxiliary) == (36, 20, "cifar",
                                                                                                  False)
-    network = networks.build_network(PUBLISHED["DrNAS_imagenet"], 1000, init_channels=8, layers=4,
-                                     stem="imagenet", auxiliary=True, drop_path_prob=0.1)
+    network = spaces.build_network(PUBLISHED["DrNAS_imagenet"], 1000, init_channels=8, layers=4,
+                                   stem="imagenet", auxiliary=True, drop_path_prob=0.1)
     assert (network.init_channels, network.num_cells, network.stem_type, network.auxiliary) == (8, 4, "imagenet",
                                                                                                  True)
     assert network.drop_path_prob.numpy() == pytest.approx(0.1)
 
 
 def test_build_network_rejects_incompatible_arguments():
-    with pytest.raises(ValueError, match="cells_per_stage applies to NB201 networks"):
-        networks.build_network(PUBLISHED["DARTS_V2"], 10, cells_per_stage=5)
+    with pytest.raises(ValueError, match="cells_per_stage does not apply to the darts space; its depth is layers"):
+        spaces.build_network(PUBLISHED["DARTS_V2"], 10, cells_per_stage=5)
     with pytest.raises(ValueError, match="cannot build a network for str"):
-        networks.build_network("DARTS_V2", 10)
+        spaces.build_network("DARTS_V2", 10)
 
 
 # ---------------------------------------------------------------------------------------------------------

@@ -1,0 +1,104 @@
+"""The layer helpers every operation is built from (docs/method.md §11): PyTorch's initialisation, bias-free
+convolutions and linear layers, symmetric padding, the channel shuffle, and `ComposedLayer`, which builds its
+sublayers from channel counts without tracing `call`."""
+
+import math
+
+import keras
+import tensorflow as tf
+
+
+def torch_uniform(fan_in):
+    """PyTorch's default init for conv and linear layers: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
+    bound = 1.0 / math.sqrt(fan_in)
+    return keras.initializers.RandomUniform(-bound, bound)
+
+
+def deferred(layer, input_shape):
+    """Records the input shape a leaf Keras layer is built for by its parent ComposedLayer's `build`."""
+    layer.deferred_input_shape = tuple(input_shape)
+    return layer
+
+
+def build_sublayers(layer):
+    """Builds the direct sublayers of `layer` (ComposedLayers recursively, leaves from their `deferred` shape).
+
+    Call it from `layer.build`, which Keras runs inside the layer's name scope.
+    """
+    for sublayer in layer._flatten_layers(include_self=False, recursive=False):
+        if sublayer.built:
+            continue
+        if isinstance(sublayer, ComposedLayer):
+            sublayer.build()
+        else:
+            sublayer.build(sublayer.deferred_input_shape)
+
+
+class ComposedLayer(keras.layers.Layer):
+    """A layer whose sublayers are all built from channel counts alone, without tracing `call`.
+
+    Without its own `build`, Keras 3 builds a composite layer by running `call` symbolically, once per
+    nesting level: minutes for a 20-cell supernet. `build` here builds the direct sublayers (ComposedLayers
+    recursively, leaf layers from their `deferred` shape) inside this layer's name scope, so weight paths
+    are unique (`cell_3/edge_2_0/sep_conv_3x3/first/depthwise/kernel`). Networks call `self.build()` at
+    the end of `__init__`, creating every variable eagerly, once.
+    """
+
+    def build(self, *args, **kwargs):
+        build_sublayers(self)
+
+
+def same_is_symmetric(kernel_size, stride, padding, dilation=1):
+    """Whether TF's 'same' padding equals PyTorch's symmetric `padding` (stride 1, output size kept).
+
+    Then the convolution or pool pads itself, saving a Pad op and its gradient per call (docs/performance.md).
+    """
+    return stride == 1 and 2 * padding == dilation * (kernel_size - 1)
+
+
+def conv2d(channels_in, channels_out, kernel_size, stride=1, dilation=1, name=None, padding="valid"):
+    """A bias-free convolution: 'valid' where callers pad explicitly, or 'same' (see `same_is_symmetric`)."""
+    return deferred(keras.layers.Conv2D(
+        channels_out, kernel_size, strides=stride, dilation_rate=dilation, padding=padding,
+        use_bias=False, kernel_initializer=torch_uniform(channels_in * kernel_size**2), name=name),
+        (None, None, None, channels_in))
+
+
+def depthwise_conv2d(channels, kernel_size, stride=1, dilation=1, name=None, padding="valid"):
+    """A bias-free depthwise convolution (PyTorch groups=channels); padding as `conv2d`."""
+    return deferred(keras.layers.DepthwiseConv2D(
+        kernel_size, strides=stride, dilation_rate=dilation, padding=padding, use_bias=False,
+        depthwise_initializer=torch_uniform(kernel_size**2), name=name), (None, None, None, channels))
+
+
+def dense(units_in, units_out, name=None):
+    """A linear layer initialised as PyTorch's nn.Linear."""
+    return deferred(keras.layers.Dense(
+        units_out, kernel_initializer=torch_uniform(units_in), bias_initializer=torch_uniform(units_in),
+        name=name), (None, units_in))
+
+
+def pad_spatial(x, top, bottom, left, right, value=0.0):
+    """Pads the H and W axes of an NHWC tensor."""
+    if not (top or bottom or left or right):
+        return x
+    return tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]], constant_values=value)
+
+
+def channel_shuffle(x, groups):
+    """NHWC channel shuffle: [b, h, w, g, c/g] -> swap the last two axes -> [b, h, w, c]."""
+    if groups == 1:
+        return x
+    height, width = spatial_size(x)  # static sizes: no Shape/StridedSlice ops in the graph
+    channels = x.shape[-1]
+    x = tf.reshape(x, [-1, height, width, groups, channels // groups])
+    x = tf.transpose(x, [0, 1, 2, 4, 3])
+    return tf.reshape(x, [-1, height, width, channels])
+
+
+def spatial_size(x):
+    """(height, width) of an NHWC tensor, which must be static."""
+    shape = x.shape
+    if shape[1] is None or shape[2] is None:
+        raise ValueError(f"spatial size must be static, got input shape {shape}")
+    return shape[1], shape[2]

@@ -1,0 +1,209 @@
+"""The operations the spaces' candidates are made of, as Keras layers (NHWC; docs/method.md §3, §11):
+ReLU-Conv-BN, dilated and separable convolutions, FactorizedReduce, pooling, identity and zero. Each space's
+candidates module maps its operation names onto them (`build_candidate`).
+"""
+
+import tensorflow as tf
+
+from drnas_tf.ops.batch_norm import batch_norm, batch_norm_together
+from drnas_tf.ops.layers import ComposedLayer, conv2d, depthwise_conv2d, pad_spatial, same_is_symmetric
+from drnas_tf.ops.pooling import avg_pool, max_pool
+
+
+class ReLUConvBN(ComposedLayer):
+    """ReLU -> conv (k x k, stride, symmetric padding) -> BN.
+
+    Args:
+        channels_in, channels_out: input and output channels.
+        kernel_size, stride, padding, dilation: as PyTorch's nn.Conv2d.
+        affine: whether BN has a learnable scale and offset.
+    """
+
+    def __init__(self, channels_in, channels_out, kernel_size, stride, padding, dilation=1,
+                 affine=True, **kwargs):
+        super().__init__(**kwargs)
+        self.channels_in, self.channels_out = channels_in, channels_out
+        self.kernel_size, self.stride, self.padding, self.dilation = kernel_size, stride, padding, dilation
+        self.affine = affine
+        mode = "same" if padding and same_is_symmetric(kernel_size, stride, padding, dilation) else "valid"
+        self.explicit_padding = padding if mode == "valid" else 0
+        self.conv = conv2d(channels_in, channels_out, kernel_size, stride, dilation, name="conv", padding=mode)
+        self.bn = batch_norm(affine, channels_out, name="bn")
+
+    def call(self, x, training=False):
+        x = pad_spatial(tf.nn.relu(x), *[self.explicit_padding] * 4)
+        return self.bn(self.conv(x), training=training)
+
+    @staticmethod
+    def together(blocks, x, training=False):
+        """ReLUConvBN blocks of one shape on the same input x, as one ReLU, one convolution with their kernels
+        side by side and one BN: the same numbers as each block on x (convolution and BN act per output
+        channel), in fewer, wider ops, which pays on few channels (docs/performance.md). One output per block."""
+        first = blocks[0]
+        x = pad_spatial(tf.nn.relu(x), *[first.explicit_padding] * 4)
+        kernel = tf.concat([tf.cast(tf.convert_to_tensor(b.conv.kernel), x.dtype) for b in blocks], axis=-1)
+        y = tf.nn.conv2d(x, kernel, first.stride, first.conv.padding.upper(), dilations=first.dilation)
+        return batch_norm_together([b.bn for b in blocks], y, training)
+
+    def get_config(self):
+        return {**super().get_config(), "channels_in": self.channels_in, "channels_out": self.channels_out,
+                "kernel_size": self.kernel_size, "stride": self.stride, "padding": self.padding,
+                "dilation": self.dilation, "affine": self.affine}
+
+
+class DilConv(ComposedLayer):
+    """ReLU -> depthwise conv (dilated, strided) -> pointwise conv -> BN.
+
+    Args:
+        channels_in, channels_out: input and output channels.
+        kernel_size, stride, padding, dilation: of the depthwise convolution.
+        affine: whether BN has a learnable scale and offset.
+    """
+
+    def __init__(self, channels_in, channels_out, kernel_size, stride, padding, dilation, affine=True,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.channels_in, self.channels_out = channels_in, channels_out
+        self.kernel_size, self.stride, self.padding, self.dilation = kernel_size, stride, padding, dilation
+        self.affine = affine
+        mode = "same" if padding and same_is_symmetric(kernel_size, stride, padding, dilation) else "valid"
+        self.explicit_padding = padding if mode == "valid" else 0
+        self.depthwise = depthwise_conv2d(channels_in, kernel_size, stride, dilation, name="depthwise",
+                                          padding=mode)
+        self.pointwise = conv2d(channels_in, channels_out, 1, name="pointwise")
+        self.bn = batch_norm(affine, channels_out, name="bn")
+
+    def call(self, x, training=False):
+        x = pad_spatial(tf.nn.relu(x), *[self.explicit_padding] * 4)
+        return self.bn(self.pointwise(self.depthwise(x)), training=training)
+
+    def get_config(self):
+        return {**super().get_config(), "channels_in": self.channels_in, "channels_out": self.channels_out,
+                "kernel_size": self.kernel_size, "stride": self.stride, "padding": self.padding,
+                "dilation": self.dilation, "affine": self.affine}
+
+
+class SepConv(ComposedLayer):
+    """Two stacked DilConv blocks without dilation; only the first is strided.
+
+    Args:
+        channels_in, channels_out: input and output channels (the middle width is channels_in).
+        kernel_size, stride, padding: of the depthwise convolutions.
+        affine: whether the BNs have a learnable scale and offset.
+    """
+
+    def __init__(self, channels_in, channels_out, kernel_size, stride, padding, affine=True, **kwargs):
+        super().__init__(**kwargs)
+        self.channels_in, self.channels_out = channels_in, channels_out
+        self.kernel_size, self.stride, self.padding, self.affine = kernel_size, stride, padding, affine
+        self.first = DilConv(channels_in, channels_in, kernel_size, stride, padding, 1, affine, name="first")
+        self.second = DilConv(channels_in, channels_out, kernel_size, 1, padding, 1, affine, name="second")
+
+    def call(self, x, training=False):
+        return self.second(self.first(x, training=training), training=training)
+
+    def get_config(self):
+        return {**super().get_config(), "channels_in": self.channels_in, "channels_out": self.channels_out,
+                "kernel_size": self.kernel_size, "stride": self.stride, "padding": self.padding,
+                "affine": self.affine}
+
+
+class FactorizedReduce(ComposedLayer):
+    """ReLU -> [1x1 stride-2 conv on x || 1x1 stride-2 conv on x shifted by one pixel] -> BN.
+
+    On odd sizes the shifted branch is zero-padded at the bottom/right so both branches give ceil(H/2)
+    (the reference fails there); on even sizes this is exactly the reference.
+
+    Args:
+        channels_in, channels_out: input and output channels; channels_out must be even.
+        affine: whether BN has a learnable scale and offset.
+    """
+
+    def __init__(self, channels_in, channels_out, affine=True, **kwargs):
+        super().__init__(**kwargs)
+        if channels_out % 2:
+            raise ValueError(f"FactorizedReduce needs an even number of output channels, got {channels_out}")
+        self.channels_in, self.channels_out, self.affine = channels_in, channels_out, affine
+        self.conv_1 = conv2d(channels_in, channels_out // 2, 1, 2, name="conv_1")
+        self.conv_2 = conv2d(channels_in, channels_out // 2, 1, 2, name="conv_2")
+        self.bn = batch_norm(affine, channels_out, name="bn")
+
+    def call(self, x, training=False):
+        x = tf.nn.relu(x)
+        shifted = pad_spatial(x, 0, 1, 0, 1)[:, 1:, 1:, :]
+        out = tf.concat([self.conv_1(x), self.conv_2(shifted)], axis=-1)
+        return self.bn(out, training=training)
+
+    def get_config(self):
+        return {**super().get_config(), "channels_in": self.channels_in, "channels_out": self.channels_out,
+                "affine": self.affine}
+
+
+class Pool(ComposedLayer):
+    """3x3 max or average pooling (padding 1, average excluding padding), optionally followed by BN.
+
+    The DARTS space follows pooling with an affine-free BN (MaxPoolBN/AvgPoolBN, search and evaluation);
+    the NAS-Bench-201 average pool has no BN.
+
+    Args:
+        mode: "max" or "avg".
+        channels: channels in and out.
+        stride: 1 or 2.
+        with_bn: append BN(affine=False).
+    """
+
+    def __init__(self, mode, channels, stride, with_bn, **kwargs):
+        super().__init__(**kwargs)
+        if mode not in ("max", "avg"):
+            raise ValueError(f"pool mode must be 'max' or 'avg', got {mode!r}")
+        self.mode, self.channels, self.stride, self.with_bn = mode, channels, stride, with_bn
+        self.bn = batch_norm(False, channels, name="bn") if with_bn else None
+
+    def call(self, x, training=False):
+        pool = max_pool if self.mode == "max" else avg_pool
+        x = pool(x, 3, self.stride, padding=1)
+        return self.bn(x, training=training) if self.bn is not None else x
+
+    def get_config(self):
+        return {**super().get_config(), "mode": self.mode, "channels": self.channels, "stride": self.stride,
+                "with_bn": self.with_bn}
+
+
+class Identity(ComposedLayer):
+    """Returns its input."""
+
+    def call(self, x, training=False):
+        return x
+
+
+class Zero(ComposedLayer):
+    """The 'none' operation: zeros, strided like the other operations of the edge.
+
+    Args:
+        stride: 1 or 2 (ceil-mode size, like the strided convolutions).
+    """
+
+    def __init__(self, stride, **kwargs):
+        super().__init__(**kwargs)
+        self.stride = stride
+
+    def call(self, x, training=False):
+        if self.stride > 1:
+            x = x[:, :: self.stride, :: self.stride, :]
+        return tf.zeros_like(x)
+
+    def get_config(self):
+        return {**super().get_config(), "stride": self.stride}
+
+
+def skip_connect(channels, stride, affine, name):
+    """Both spaces' skip_connect: the identity, or a FactorizedReduce on a stride-2 edge."""
+    return Identity(name=name) if stride == 1 else FactorizedReduce(channels, channels, affine, name=name)
+
+
+def build_candidate(builders, space, name, channels, stride, affine):
+    """builders[name](channels, stride, affine, name): a space's candidate operation, or a one-line ValueError
+    naming the space's operations."""
+    if name not in builders:
+        raise ValueError(f"unknown operation {name!r} in the {space} space; expected one of: " + ", ".join(builders))
+    return builders[name](channels, stride, affine, name)
