@@ -93,8 +93,8 @@ def main(argv):
     if state:
         outputs.restore_run(search_task.searcher_checkpoint(searcher), state, FLAGS.model_dir, strategy,
                             searcher.weight_optimizer)
-    dataset, _, _ = search_datasets(config.network.dataset, config.batch_size, data_dir=config.data_dir,
-                                    train_portion=config.train_portion, seed=config.seed * 1000 + 999,
+    dataset, _, _ = search_datasets(config.network.dataset, config.schedule.batch_size, data_dir=config.data.data_dir,
+                                    train_portion=config.data.train_portion, seed=config.seed * 1000 + 999,
                                     split_seed=config.seed)
     batches = [valid for _, valid in dataset.take(FLAGS.batches)]
     samples = arch_gradient_samples(searcher, batches, FLAGS.draws, config.seed)
@@ -102,9 +102,10 @@ def main(argv):
     arch = np.concatenate([v.numpy().reshape(-1) for v in supernet.arch_variables])
     mask = np.concatenate([supernet.masks[name].reshape(-1) for name in supernet.arch])
     result = {"model_dir": FLAGS.model_dir, "epoch": state["epoch"] if state else 0,
-              "stage": stage, "k": config.ks[stage], "batch_size": config.batch_size, "draws": FLAGS.draws,
+              "stage": stage, "k": config.schedule.ks[stage], "batch_size": config.schedule.batch_size,
+              "draws": FLAGS.draws,
               "batches": FLAGS.batches, "eta_abs_max": float(np.abs(arch).max()),
-              **statistics(samples, arch, config.reg_scale, config.arch_learning_rate, mask)}
+              **statistics(samples, arch, config.arch.reg_scale, config.arch.arch_learning_rate, mask)}
     print(json.dumps(result))
 
 

@@ -2,6 +2,7 @@
 (docs/method.md §3, §5, §8). Each space gives its own defaults (spaces.SearchSpace)."""
 
 import dataclasses
+import typing
 
 from drnas_tf import spaces
 from drnas_tf.data.catalog import get_dataset_spec
@@ -163,64 +164,153 @@ class Execution:
                       if field.name in flag_values})
 
 
-@dataclasses.dataclass(frozen=True)
-class SearchConfig:
-    """A whole search: the supernet, the stages, both optimizers and the data.
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SearchSchedule:
+    """A search's stages: per progressive stage k, operations kept per edge and epochs; the stage-local epochs
+    before architecture updates begin (docs/method.md §2.3); the global batch of each of the two halves; a cap
+    on steps per epoch (None: the whole weight half)."""
 
-    Attributes:
-        network: the supernet's NetworkConfig (its k and num_keep are those of the first stage).
-        method: the relaxation's name in the relaxations registry: dirichlet (DrNAS), darts or gumbel.
-        ks, num_keeps, stage_epochs: per progressive stage, k, operations kept per edge, epochs.
-        arch_warmup_epochs: stage-local epochs before architecture updates begin (docs/method.md §2.3).
-        batch_size: global batch of each of the two halves.
-        learning_rate, learning_rate_min, lr_warmup_epochs: the weights' cosine schedule over all stages.
-        momentum, weight_decay, grad_clip: SGD (PyTorch semantics) and the global-norm clip.
-        arch_learning_rate, reg_type, reg_scale, arch_grad_clip: Adam on eta and its regulariser.
-        train_portion, data_dir, download: the search split and where TFDS data lives.
-        seed: seeds initialisation, data order, sampling and widening.
-        steps_per_epoch: cap on steps per epoch (None: the whole weight half).
-        unrolled: second-order (one-step unrolled) architecture gradient instead of first-order.
-        relaxation_options: the relaxation's settings, resolved (relaxations.resolve_options), e.g. Gumbel's
-            temperature schedule.
-    """
-
-    network: NetworkConfig
-    method: str
     ks: tuple
     num_keeps: tuple
     stage_epochs: tuple
     arch_warmup_epochs: int
     batch_size: int
-    learning_rate: float
-    learning_rate_min: float
-    lr_warmup_epochs: int
-    momentum: float
-    weight_decay: float
-    grad_clip: float
-    arch_learning_rate: float
-    reg_type: str
-    reg_scale: float
-    arch_grad_clip: float
-    train_portion: float
-    data_dir: "str | None"
-    download: bool
-    seed: int
-    steps_per_epoch: "int | None"
-    unrolled: bool = False
-    relaxation_options: dict = dataclasses.field(default_factory=dict)
+    steps_per_epoch: "int | None" = None
 
     @property
     def total_epochs(self):
         return sum(self.stage_epochs)
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TrainSchedule:
+    """A retraining's length, global batch and cap on steps per epoch (None: the whole training split)."""
+
+    epochs: int
+    batch_size: int
+    steps_per_epoch: "int | None" = None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class WeightOptimizer:
+    """SGD on the network weights with PyTorch's semantics: the learning rate's schedule ("cosine" per epoch to
+    learning_rate_min, or "linear", ImageNet's decay) and warm-up epochs, momentum, coupled weight decay and the
+    global-norm clip of the gradient."""
+
+    learning_rate: float
+    learning_rate_min: float
+    lr_schedule: str = "cosine"
+    lr_warmup_epochs: int
+    momentum: float
+    weight_decay: float
+    grad_clip: float
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ArchOptimizer:
+    """Adam on the architecture parameters eta: its learning rate, the regulariser (l2 or kl) and its scale,
+    the global-norm clip of eta's gradient (0: off), and the second-order (unrolled) gradient instead of the
+    first-order one."""
+
+    arch_learning_rate: float
+    reg_type: str
+    reg_scale: float
+    arch_grad_clip: float
+    unrolled: bool = False
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SearchData:
+    """Where TFDS data lives, whether it may be downloaded, and the share of the training set whose images
+    train the weights (the rest trains eta)."""
+
+    data_dir: "str | None" = None
+    download: bool = False
+    train_portion: float = 0.5
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TrainData:
+    """Where TFDS data lives, whether it may be downloaded, and the held-out split tested at the end."""
+
+    data_dir: "str | None" = None
+    download: bool = False
+    eval_split: str = "test"
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Regularization:
+    """A retraining's regularisers: label smoothing of the training loss; the auxiliary head at cell
+    2*layers//3 and its loss weight; the final drop-path probability (epoch e uses drop_path_prob * e / epochs);
+    cutout's square side (0: off); ImageNet's ColorJitter(0.4, 0.4, 0.4, 0.2)."""
+
+    label_smoothing: float
+    auxiliary: bool
+    auxiliary_weight: float
+    drop_path_prob: float
+    cutout: int
+    color_jitter: bool
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SearchConfig:
+    """A whole search: the supernet, its relaxation, the stages, both optimizers and the data.
+
+    Attributes:
+        network: the supernet's NetworkConfig (its k and num_keep are those of the first stage).
+        method: the relaxation's name in the relaxations registry: dirichlet (DrNAS), darts or gumbel.
+        relaxation_options: the relaxation's settings, resolved (relaxations.resolve_options), e.g. Gumbel's
+            temperature schedule.
+        schedule, weights, arch, data: a SearchSchedule, WeightOptimizer, ArchOptimizer and SearchData.
+        seed: seeds initialisation, data order, sampling and widening.
+    """
+
+    SECTIONS: typing.ClassVar[dict] = {"schedule": SearchSchedule, "weights": WeightOptimizer,
+                                       "arch": ArchOptimizer, "data": SearchData}
+
+    network: NetworkConfig
+    method: str
+    relaxation_options: dict = dataclasses.field(default_factory=dict)
+    schedule: SearchSchedule
+    weights: WeightOptimizer
+    arch: ArchOptimizer
+    data: SearchData
+    seed: int
+
+
+def _sectioned(config_type, values, **structured):
+    """config_type built from flat settings: each of its SECTIONS takes the values named like its fields."""
+    values = dict(values)
+    sections = {name: section(**{field.name: values.pop(field.name) for field in dataclasses.fields(section)
+                                 if field.name in values})
+                for name, section in config_type.SECTIONS.items()}
+    seed = values.pop("seed")
+    if values:
+        raise ValueError(f"unknown settings: {', '.join(sorted(values))}")
+    return config_type(**structured, **sections, seed=seed)
+
+
+def setting_names(config_type):
+    """The flat setting names of a SearchConfig or TrainConfig: its sections' fields and the seed, which are
+    also the keyword arguments of search_config and train_config and the names of their flags."""
+    return [field.name for section in config_type.SECTIONS.values() for field in dataclasses.fields(section)] + [
+        "seed"]
+
+
+def flat_settings(config):
+    """{setting: value} of a SearchConfig's or TrainConfig's sections and seed (setting_names)."""
+    flat = {"seed": config.seed}
+    for name in config.SECTIONS:
+        flat.update(dataclasses.asdict(getattr(config, name)))
+    return flat
+
+
 def settings_from_flags(config_type, flag_values):
-    """{setting: value} of the parsed absl flags named like the fields of `config_type` (SearchConfig or
-    TrainConfig) or like NETWORK_SETTINGS: the one mapping from flags to a config, so a setting's flag is
-    defined once, in its entry point, under the setting's name. Values left None take the paper's defaults in
-    search_config and train_config."""
-    names = {field.name for field in dataclasses.fields(config_type)} | set(NETWORK_SETTINGS)
-    names -= {"network", "genotype", "method", "relaxation_options"}  # given apart: structured, not flags
+    """{setting: value} of the parsed absl flags named like `config_type`'s settings (setting_names) or like
+    NETWORK_SETTINGS: the one mapping from flags to a config, so a setting's flag is defined once, in its entry
+    point, under the setting's name. Values left None take the paper's defaults in search_config and
+    train_config."""
+    names = set(setting_names(config_type)) | set(NETWORK_SETTINGS)
     return {name: flag_values[name].value for name in sorted(names) if name in flag_values}
 
 
@@ -281,7 +371,7 @@ def search_config(search_space="darts", dataset="cifar10", method="dirichlet", r
     _check_divisible(network, ks)
     options = relaxations.resolve_options(method, space.relaxation_defaults.get(method),
                                           **(relaxation_options or {}))
-    return SearchConfig(network=network, method=method, relaxation_options=options, **values)
+    return _sectioned(SearchConfig, values, network=network, method=method, relaxation_options=options)
 
 
 def _check_divisible(network, ks):
@@ -311,50 +401,27 @@ LR_SCHEDULES = ("cosine", "linear")
 EVAL_SPLITS = {"imagenet": "validation", "imagenet16-120": "validation"}
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class TrainConfig:
     """Retraining a genotype from scratch (docs/method.md §8).
 
     Attributes:
-        genotype: a DARTS or NB201 genotype.
-        network: the NetworkConfig (space from the genotype; C, layers or cells per stage, dataset).
-        epochs, batch_size: the schedule's length and the global batch.
-        learning_rate, learning_rate_min: SGD's initial and (cosine) final rate.
-        lr_schedule: "cosine" (per epoch, to learning_rate_min) or "linear" (ImageNet's decay, optim.py).
-        lr_warmup_epochs: linear warm-up epochs overriding the schedule (ImageNet: 5, as batch > 256).
-        momentum, weight_decay, grad_clip: PyTorch-style SGD and the global-norm clip of the gradient.
-        label_smoothing: of the training loss (test loss is plain cross-entropy).
-        auxiliary, auxiliary_weight: the auxiliary head at cell 2*layers//3 and its loss weight (DARTS only).
-        drop_path_prob: final drop-path probability; epoch e uses drop_path_prob * e / epochs (DARTS only).
-        cutout: side of the cutout square (0: off); color_jitter: ImageNet's ColorJitter(0.4, 0.4, 0.4, 0.2).
-        eval_split: the held-out split tested at the end.
-        data_dir, download: where TFDS data lives and whether it may be downloaded.
+        genotype: a genotype of a registered space.
+        network: the NetworkConfig (space from the genotype; C, depth, dataset).
+        schedule, weights, regularization, data: a TrainSchedule, WeightOptimizer, Regularization and TrainData.
         seed: seeds initialisation, data order, augmentation and drop path.
-        steps_per_epoch: cap on steps per epoch (None: the whole training split).
     """
+
+    SECTIONS: typing.ClassVar[dict] = {"schedule": TrainSchedule, "weights": WeightOptimizer,
+                                       "regularization": Regularization, "data": TrainData}
 
     genotype: object
     network: NetworkConfig
-    epochs: int
-    batch_size: int
-    learning_rate: float
-    learning_rate_min: float
-    lr_schedule: str
-    lr_warmup_epochs: int
-    momentum: float
-    weight_decay: float
-    grad_clip: float
-    label_smoothing: float
-    auxiliary: bool
-    auxiliary_weight: float
-    drop_path_prob: float
-    cutout: int
-    color_jitter: bool
-    eval_split: str
-    data_dir: "str | None"
-    download: bool
+    schedule: TrainSchedule
+    weights: WeightOptimizer
+    regularization: Regularization
+    data: TrainData
     seed: int
-    steps_per_epoch: "int | None"
 
 
 def train_config(genotype, dataset="cifar10", **overrides):
@@ -396,4 +463,4 @@ def train_config(genotype, dataset="cifar10", **overrides):
         raise ValueError("--cutout and --lr_warmup_epochs must be 0 or positive")
     if values["steps_per_epoch"] is not None and values["steps_per_epoch"] < 1:
         raise ValueError(f"--steps_per_epoch must be positive, got {values['steps_per_epoch']}")
-    return TrainConfig(genotype=genotype, network=network, **values)
+    return _sectioned(TrainConfig, values, genotype=genotype, network=network)

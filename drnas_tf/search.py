@@ -89,20 +89,20 @@ def main(argv):
     from drnas_tf.spaces.nb201.nas_bench import open_benchmark
 
     execution = config_lib.Execution.from_flags(FLAGS)
-    second_order.check_unrolled(config.unrolled, runtime.configure(execution, config.seed),
+    second_order.check_unrolled(config.arch.unrolled, runtime.configure(execution, config.seed),
                                 execution.recompute_cells)
     strategy = distributed.make_strategy(FLAGS.strategy, FLAGS.num_gpus)
     runtime.check_jit_compile(execution.jit_compile, strategy)
     name = config.network.dataset
-    parts = None if name == "imagenet" else search_parts(name, config.data_dir, config.train_portion,
-                                                         config.download)
+    data = config.data
+    parts = None if name == "imagenet" else search_parts(name, data.data_dir, data.train_portion, data.download)
 
     def epoch_data(epoch):
         """The epoch's pipeline, seeded by (seed, epoch) so a resumed run sees the same batches."""
-        dataset, steps, _ = search_datasets(name, config.batch_size, data_dir=config.data_dir,
-                                            train_portion=config.train_portion, seed=config.seed * 1000 + epoch,
-                                            download=config.download, split_seed=config.seed, parts=parts)
-        return dataset, min(steps, config.steps_per_epoch or steps)
+        dataset, steps, _ = search_datasets(name, config.schedule.batch_size, data_dir=data.data_dir,
+                                            train_portion=data.train_portion, seed=config.seed * 1000 + epoch,
+                                            download=data.download, split_seed=config.seed, parts=parts)
+        return dataset, min(steps, config.schedule.steps_per_epoch or steps)
 
     trajectory.check_settings(config.network.search_space, bool(FLAGS.nb201_benchmark), FLAGS.trajectory_samples)
     epoch_data(0)  # fail on missing data or a too-large batch before building anything

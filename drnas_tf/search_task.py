@@ -18,11 +18,11 @@ from drnas_tf.search_model import Searcher
 def stage_of(config, epoch):
     """(stage index, first epoch of that stage) of a global epoch."""
     start = 0
-    for stage, epochs in enumerate(config.stage_epochs):
+    for stage, epochs in enumerate(config.schedule.stage_epochs):
         if epoch < start + epochs:
             return stage, start
         start += epochs
-    raise ValueError(f"epoch {epoch} is past the {config.total_epochs} epochs of the schedule")
+    raise ValueError(f"epoch {epoch} is past the {config.schedule.total_epochs} epochs of the schedule")
 
 
 def build_searcher(config, stage, masks, strategy, execution=None):
@@ -34,12 +34,14 @@ def build_searcher(config, stage, masks, strategy, execution=None):
     network = config.network
     with strategy.scope():
         supernet = network.space.build_supernet(
-            network.num_classes, init_channels=network.init_channels, depth=network.depth, k=config.ks[stage],
+            network.num_classes, init_channels=network.init_channels, depth=network.depth,
+            k=config.schedule.ks[stage],
             stem=network.stem, masks=masks, method=relaxations.create(config.method, **config.relaxation_options),
             recompute_cells=execution.recompute_cells, **network.space_options)
-        searcher = Searcher(supernet, config.arch_learning_rate, config.reg_type, config.reg_scale,
-                            config.learning_rate, config.momentum, config.weight_decay, config.grad_clip,
-                            config.arch_grad_clip, config.seed, config.unrolled, execution.nan_policy == "skip_batch")
+        arch, weights = config.arch, config.weights
+        searcher = Searcher(supernet, arch.arch_learning_rate, arch.reg_type, arch.reg_scale, weights.learning_rate,
+                            weights.momentum, weights.weight_decay, weights.grad_clip, arch.arch_grad_clip, config.seed,
+                            arch.unrolled, execution.nan_policy == "skip_batch")
         searcher.compile(optimizer=searcher.weight_optimizer, jit_compile=execution.jit_compile)
     return searcher
 
@@ -53,7 +55,7 @@ def _momentum_slots(searcher):
 def next_stage(config, searcher, stage, strategy, execution=None):
     """Prunes, rebuilds and widens `searcher` into stage `stage` (docs/method.md §5.2); returns the new Searcher."""
     old = searcher.supernet
-    masks = {name: progressive.prune_mask(param.numpy(), old.masks[name], config.num_keeps[stage])
+    masks = {name: progressive.prune_mask(param.numpy(), old.masks[name], config.schedule.num_keeps[stage])
              for name, param in old.arch.items()}
     successor = build_searcher(config, stage, masks, strategy, execution)
     rng = np.random.default_rng([config.seed, stage])
@@ -84,15 +86,15 @@ class SearchTask(run_loop.RunTask):
     def __init__(self, config, epoch_data, benchmark=None, trajectory_samples=0, execution=None):
         self.config, self._epoch_data, self.benchmark = config, epoch_data, benchmark
         self.trajectory_samples, self.execution = trajectory_samples, execution or Execution()
-        self.total_epochs, self.seed = config.total_epochs, config.seed
+        self.total_epochs, self.seed = config.schedule.total_epochs, config.seed
         self.stage, self.summaries, self.genotype, self.learning_rate, self.analysis = 0, None, None, None, None
 
     def identity(self):
         network = self.config.network
         return {"search_space": network.search_space, "dataset": network.dataset,
-                "init_channels": network.init_channels, "layers": network.depth, "ks": list(self.config.ks),
-                "num_keeps": list(self.config.num_keeps), "method": self.config.method,
-                "unrolled": self.config.unrolled}
+                "init_channels": network.init_channels, "layers": network.depth, "ks": list(self.config.schedule.ks),
+                "num_keeps": list(self.config.schedule.num_keeps), "method": self.config.method,
+                "unrolled": self.config.arch.unrolled}
 
     def prepare(self, out_dir, state):
         self.summaries = outputs.SearchSummaries(out_dir)
@@ -112,10 +114,11 @@ class SearchTask(run_loop.RunTask):
         stage, stage_start = stage_of(config, epoch)
         if stage != self.stage:
             model, self.stage = next_stage(config, model, stage, strategy, self.execution), stage
-        model.set_arch_updates(epoch - stage_start >= config.arch_warmup_epochs)
-        model.supernet.relaxation.start_epoch(epoch, config.total_epochs)
-        self.learning_rate = optim.cosine_learning_rate(epoch, config.total_epochs, config.learning_rate,
-                                                        config.learning_rate_min, config.lr_warmup_epochs)
+        model.set_arch_updates(epoch - stage_start >= config.schedule.arch_warmup_epochs)
+        model.supernet.relaxation.start_epoch(epoch, config.schedule.total_epochs)
+        weights = config.weights
+        self.learning_rate = optim.cosine_learning_rate(epoch, config.schedule.total_epochs, weights.learning_rate,
+                                                        weights.learning_rate_min, weights.lr_warmup_epochs)
         model.weight_optimizer.learning_rate = self.learning_rate
         return model
 
@@ -136,18 +139,19 @@ class SearchTask(run_loop.RunTask):
         self.genotype = model.supernet.genotype()
         self.analysis = trajectory.epoch_analysis(model.supernet, self.genotype, self.trajectory_samples,
                                                   (config.seed, epoch), self.benchmark)
-        self.summaries.log_epoch(epoch, logs, {"weights": self.learning_rate, "arch": config.arch_learning_rate},
+        self.summaries.log_epoch(epoch, logs, {"weights": self.learning_rate, "arch": config.arch.arch_learning_rate},
                                  model.supernet, self.genotype, self.analysis)
         outputs.write_genotype(out_dir, outputs.genotype_record(
-            self.genotype, model.supernet, epoch, self.stage, config.ks[self.stage], self.analysis,
+            self.genotype, model.supernet, epoch, self.stage, config.schedule.ks[self.stage], self.analysis,
             arch_steps=model.arch_optimizer.iterations.numpy()))
 
     def state_fields(self, model, epoch, step):
-        return {"stage": self.stage, "k": self.config.ks[self.stage],
+        return {"stage": self.stage, "k": self.config.schedule.ks[self.stage],
                 "masks": {name: mask.tolist() for name, mask in model.supernet.masks.items()}}
 
     def epoch_line(self, model, epoch, logs):
-        return (f"epoch {epoch + 1}/{self.total_epochs} stage {self.stage + 1} k={self.config.ks[self.stage]} "
+        k = self.config.schedule.ks[self.stage]
+        return (f"epoch {epoch + 1}/{self.total_epochs} stage {self.stage + 1} k={k} "
                 + " ".join(f"{key}={value:.4f}" for key, value in logs.items())
                 + f" lr={self.learning_rate:.5f} genotype={self.genotype.to_text()}"
                 + trajectory.summary_text(self.analysis))

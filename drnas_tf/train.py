@@ -80,7 +80,7 @@ def main(argv):
     results = train_task.run_train(config, FLAGS.model_dir, flags_text=FLAGS.flags_into_string(), strategy=strategy,
                                    execution=execution)
     print(f"test top-1 {results['test_top1']:.4f} top-5 {results['test_top5']:.4f} on {config.network.dataset} "
-          f"{config.eval_split} after {results['epochs']} epochs ({results['train_seconds']:.0f} s of training)")
+          f"{config.data.eval_split} after {results['epochs']} epochs ({results['train_seconds']:.0f} s of training)")
     print(f"written to {os.path.join(FLAGS.model_dir, train_task.RESULTS_FILE)}")
     print(json.dumps(results))
 

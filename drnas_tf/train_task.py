@@ -19,7 +19,7 @@ import time
 
 import tensorflow as tf
 
-from drnas_tf import distributed, optim, outputs, run_loop
+from drnas_tf import config as config_lib, distributed, optim, outputs, run_loop
 from drnas_tf.config import Execution
 from drnas_tf.train_model import Trainer
 
@@ -31,21 +31,22 @@ EVAL_BATCH_SIZE = 256
 
 def learning_rate_at(config, epoch):
     """The SGD learning rate of `epoch` under the config's schedule and warm-up."""
-    if config.lr_schedule == "linear":
-        return optim.linear_learning_rate(epoch, config.epochs, config.learning_rate, config.lr_warmup_epochs)
-    return optim.cosine_learning_rate(epoch, config.epochs, config.learning_rate, config.learning_rate_min,
-                                      config.lr_warmup_epochs)
+    weights, epochs = config.weights, config.schedule.epochs
+    if weights.lr_schedule == "linear":
+        return optim.linear_learning_rate(epoch, epochs, weights.learning_rate, weights.lr_warmup_epochs)
+    return optim.cosine_learning_rate(epoch, epochs, weights.learning_rate, weights.learning_rate_min,
+                                      weights.lr_warmup_epochs)
 
 
 def drop_path_at(config, epoch):
     """The reference's drop-path schedule: drop_path_prob * epoch / epochs (0 in the first epoch)."""
-    return config.drop_path_prob * epoch / config.epochs
+    return config.regularization.drop_path_prob * epoch / config.schedule.epochs
 
 
 def build_network(config):
     """The discrete network `config` describes (built, with every variable)."""
     network = config.network
-    options = {"auxiliary": config.auxiliary} if "auxiliary" in network.space.retrain_options else {}
+    options = {"auxiliary": config.regularization.auxiliary} if "auxiliary" in network.space.retrain_options else {}
     return network.space.build_network(config.genotype, network.num_classes, init_channels=network.init_channels,
                                        depth=network.depth, stem=network.stem, **options)
 
@@ -56,18 +57,18 @@ def build_trainer(config, strategy, execution=None):
     jit_compile."""
     execution = execution or Execution()
     with strategy.scope():
-        trainer = Trainer(build_network(config), config.learning_rate, config.momentum, config.weight_decay,
-                          config.grad_clip, config.label_smoothing, config.auxiliary_weight, config.seed,
-                          execution.nan_policy == "skip_batch")
+        weights, regularization = config.weights, config.regularization
+        trainer = Trainer(build_network(config), weights.learning_rate, weights.momentum, weights.weight_decay,
+                          weights.grad_clip, regularization.label_smoothing, regularization.auxiliary_weight,
+                          config.seed, execution.nan_policy == "skip_batch")
         trainer.compile(optimizer=trainer.weight_optimizer, jit_compile=execution.jit_compile)
     return trainer
 
 
 def config_record(config):
     """The JSON-able description of a run that `export` and a resume read back (train_config.json)."""
-    record = dataclasses.asdict(dataclasses.replace(config, genotype=None))
-    record["genotype"] = json.loads(config.genotype.to_json())
-    record["genotype_text"] = config.genotype.to_text()
+    record = {"genotype": json.loads(config.genotype.to_json()), "network": dataclasses.asdict(config.network),
+              **config_lib.flat_settings(config), "genotype_text": config.genotype.to_text()}
     record["network"]["image_size"] = list(config.network.image_size)
     return record
 
@@ -86,17 +87,17 @@ def default_data(config):
     from drnas_tf.data import pipelines
 
     name = config.network.dataset
-    arrays = None if name == "imagenet" else pipelines.train_arrays(name, config.data_dir, config.download)
+    data = config.data
+    arrays = None if name == "imagenet" else pipelines.train_arrays(name, data.data_dir, data.download)
 
     def epoch_data(epoch):
         """The epoch's pipeline, seeded by (seed, epoch) so a resumed run sees the same batches."""
-        dataset, steps = pipelines.train_dataset(name, config.batch_size, config.seed * 1000 + epoch,
-                                                   config.cutout, config.color_jitter, config.data_dir,
-                                                   config.download, arrays)
-        return dataset, min(steps, config.steps_per_epoch or steps)
+        dataset, steps = pipelines.train_dataset(name, config.schedule.batch_size, config.seed * 1000 + epoch,
+                                                 config.regularization.cutout, config.regularization.color_jitter,
+                                                 data.data_dir, data.download, arrays)
+        return dataset, min(steps, config.schedule.steps_per_epoch or steps)
 
-    test_data = pipelines.eval_dataset(name, config.eval_split, EVAL_BATCH_SIZE, config.data_dir,
-                                         config.download)
+    test_data = pipelines.eval_dataset(name, data.eval_split, EVAL_BATCH_SIZE, data.data_dir, data.download)
     return epoch_data, test_data
 
 
@@ -109,7 +110,7 @@ class TrainTask(run_loop.RunTask):
     def __init__(self, config, epoch_data, test_data, execution=None):
         self.config, self._epoch_data, self.test_data = config, epoch_data, test_data
         self.execution = execution
-        self.total_epochs, self.seed = config.epochs, config.seed
+        self.total_epochs, self.seed = config.schedule.epochs, config.seed
         self.strategy, self.writer, self.logs = None, None, {}
         self.train_seconds, self.started, self.learning_rate, self.drop_prob = 0.0, None, None, None
 
@@ -117,7 +118,8 @@ class TrainTask(run_loop.RunTask):
         network = self.config.network
         return {"genotype": self.config.genotype.to_text(), "dataset": network.dataset,
                 "init_channels": network.init_channels,
-                "layers": network.depth, "auxiliary": self.config.auxiliary, "epochs": self.config.epochs}
+                "layers": network.depth, "auxiliary": self.config.regularization.auxiliary,
+                "epochs": self.config.schedule.epochs}
 
     def prepare(self, out_dir, state):
         outputs.atomic_write_text(os.path.join(out_dir, CONFIG_FILE), json.dumps(config_record(self.config),
@@ -168,14 +170,14 @@ class TrainTask(run_loop.RunTask):
     def finish(self, model, out_dir):
         config = self.config
         test = _evaluate(config, model, self.test_data, self.strategy)
-        with self.writer.as_default(step=config.epochs):
+        with self.writer.as_default(step=config.schedule.epochs):
             for key in ("loss", "top1", "top5"):
                 tf.summary.scalar(f"test/{key}", test[key])
         self.writer.flush()
         results = {"test_top1": float(test["top1"]), "test_top5": float(test["top5"]),
-                   "test_loss": float(test["loss"]), "epochs": config.epochs,
+                   "test_loss": float(test["loss"]), "epochs": config.schedule.epochs,
                    "train_seconds": round(self.train_seconds, 2), "genotype": config.genotype.to_text(),
-                   "dataset": config.network.dataset, "eval_split": config.eval_split,
+                   "dataset": config.network.dataset, "eval_split": config.data.eval_split,
                    "params": model.network.count_params_excluding_aux()}
         if self.logs:
             results.update(train_loss=self.logs["loss"], train_accuracy=self.logs["accuracy"])

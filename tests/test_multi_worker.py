@@ -130,12 +130,13 @@ def one_process_two_replicas(model_dir):
     """The same search in this process under MirroredStrategy over two logical CPUs (tests/conftest.py), its
     data made as drnas_tf/search.py makes it; returns the genotype record."""
     config = config_lib.search_config("nb201", "digits", **SETTINGS)
-    parts = search_parts("digits", train_portion=config.train_portion)
+    parts = search_parts("digits", train_portion=config.data.train_portion)
 
     def epoch_data(epoch):
-        dataset, steps, _ = search_datasets("digits", config.batch_size, train_portion=config.train_portion,
-                                            seed=config.seed * 1000 + epoch, split_seed=config.seed, parts=parts)
-        return dataset, min(steps, config.steps_per_epoch)
+        dataset, steps, _ = search_datasets("digits", config.schedule.batch_size,
+                                            train_portion=config.data.train_portion, seed=config.seed * 1000 + epoch,
+                                            split_seed=config.seed, parts=parts)
+        return dataset, min(steps, config.schedule.steps_per_epoch)
 
     # Reduction through one device, as tests/test_optim.py: a second collective-ops MirroredStrategy in one pytest
     # process can reuse collective instance keys and abort; a sum of two replicas is the same either way.

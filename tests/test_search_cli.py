@@ -3,6 +3,7 @@
 import glob
 import json
 import os
+import types
 
 import pytest
 
@@ -34,7 +35,7 @@ def test_flagfiles_describe_valid_searches(path):
     kwargs = {name: converters.get(name, float)(value) if not isinstance(value, list) else value
               for name, value in settings.items()}
     config = config_lib.search_config(space, dataset, method, **kwargs)
-    assert config.total_epochs >= 1
+    assert config.schedule.total_epochs >= 1
 
 
 def test_paper_flagfiles_equal_the_defaults():
@@ -43,13 +44,14 @@ def test_paper_flagfiles_equal_the_defaults():
     for name, space, dataset in (("darts_cifar10", "darts", "cifar10"), ("darts_imagenet", "darts", "imagenet"),
                                  ("nb201_cifar10", "nb201", "cifar10"), ("nb201_cifar100", "nb201", "cifar100")):
         settings = search_settings(os.path.join(ROOT, "flags", f"{name}.flags"))
-        defaults = config_lib.search_config(space, dataset)
+        defaults = types.SimpleNamespace(**config_lib.flat_settings(config_lib.search_config(space, dataset)))
         for flag in ("ks", "num_keeps", "stage_epochs"):
             assert tuple(int(value) for value in settings[flag]) == getattr(defaults, flag), (name, flag)
         assert int(settings["arch_warmup_epochs"]) == defaults.arch_warmup_epochs
         assert float(settings["arch_learning_rate"]) == defaults.arch_learning_rate
     nb201 = config_lib.search_config("nb201", "cifar10")
-    assert (nb201.ks, nb201.num_keeps, nb201.stage_epochs, nb201.arch_warmup_epochs) == ((1,), (5,), (100,), 0)
+    assert (nb201.schedule.ks, nb201.schedule.num_keeps, nb201.schedule.stage_epochs,
+            nb201.schedule.arch_warmup_epochs) == ((1,), (5,), (100,), 0)
     assert nb201.network.k == 1
     progressive = search_settings(os.path.join(ROOT, "flags", "nb201_cifar10_progressive.flags"))
     assert (progressive["ks"], progressive["num_keeps"], progressive["stage_epochs"]) == (

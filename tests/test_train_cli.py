@@ -3,6 +3,7 @@
 import glob
 import json
 import os
+import types
 
 import pytest
 
@@ -27,13 +28,14 @@ def test_train_flagfiles_describe_valid_runs(path):
     dataset = settings.pop("dataset")
     config = config_lib.train_config(genotype, dataset, **{
         name: converters.get(name, int)(value) for name, value in settings.items()})
-    assert config.epochs >= 1
+    assert config.schedule.epochs >= 1
 
 
 def test_paper_flagfiles_equal_the_defaults():
     for name, dataset in (("cifar10", "cifar10"), ("imagenet", "imagenet")):
         settings = flagfile_settings(os.path.join(ROOT, "flags", "train", f"{name}.flags"))
-        defaults = config_lib.train_config(parse_genotype(settings["genotype"]), dataset)
+        defaults = types.SimpleNamespace(**config_lib.flat_settings(
+            config_lib.train_config(parse_genotype(settings["genotype"]), dataset)))
         assert int(settings["epochs"]) == defaults.epochs and int(settings["batch_size"]) == defaults.batch_size
         assert float(settings["learning_rate"]) == defaults.learning_rate
         assert float(settings["weight_decay"]) == defaults.weight_decay

@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import types
 
 import keras
 import numpy as np
@@ -57,19 +58,24 @@ def final_weights(model_dir):
     return [v.numpy() for v in network.variables]
 
 
+def flat(config):
+    """A config's network, genotype and settings, read as attributes whatever section holds them."""
+    return types.SimpleNamespace(**config_lib.flat_settings(config), network=config.network, genotype=config.genotype)
+
+
 def test_paper_defaults():
-    cifar = config_lib.train_config(GENOTYPE, "cifar10")
+    cifar = flat(config_lib.train_config(GENOTYPE, "cifar10"))
     assert (cifar.network.layers, cifar.network.init_channels, cifar.epochs, cifar.batch_size) == (20, 36, 600, 64)
     assert (cifar.learning_rate, cifar.lr_schedule, cifar.weight_decay, cifar.cutout) == (0.025, "cosine", 3e-4, 16)
     assert (cifar.auxiliary, cifar.auxiliary_weight, cifar.drop_path_prob, cifar.grad_clip) == (True, 0.4, 0.3, 5.0)
     assert cifar.eval_split == "test" and not cifar.color_jitter and cifar.label_smoothing == 0
-    imagenet = config_lib.train_config(parse_genotype("DrNAS_imagenet"), "imagenet")
+    imagenet = flat(config_lib.train_config(parse_genotype("DrNAS_imagenet"), "imagenet"))
     assert (imagenet.network.layers, imagenet.network.init_channels, imagenet.epochs) == (14, 48, 250)
     assert (imagenet.batch_size, imagenet.learning_rate, imagenet.lr_schedule, imagenet.lr_warmup_epochs) == (
         768, 0.5, "linear", 5)
     assert (imagenet.weight_decay, imagenet.label_smoothing, imagenet.auxiliary_weight) == (3e-5, 0.1, 0.4)
     assert imagenet.color_jitter and imagenet.drop_path_prob == 0 and imagenet.eval_split == "validation"
-    nb201 = config_lib.train_config(parse_genotype("|skip_connect~0|+|none~0|none~1|+|none~0|none~1|none~2|"))
+    nb201 = flat(config_lib.train_config(parse_genotype("|skip_connect~0|+|none~0|none~1|+|none~0|none~1|none~2|")))
     assert not nb201.auxiliary and nb201.drop_path_prob == 0
     with pytest.raises(ValueError, match="--auxiliary does not apply to nb201 genotypes; it applies to darts"):
         config_lib.train_config(nb201.genotype, auxiliary=True)

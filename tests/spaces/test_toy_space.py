@@ -172,10 +172,11 @@ def test_derivation_and_every_genotype_form_of_the_toy_space():
 
 def test_a_search_and_a_retraining_run_on_the_toy_space(tmp_path):
     config = config_lib.search_config("toy", "digits", steps_per_epoch=2)
-    assert (config.network.init_channels, config.network.depth, config.ks) == (8, 1, (1,))
+    assert (config.network.init_channels, config.network.depth, config.schedule.ks) == (8, 1, (1,))
 
     def epoch_data(epoch):
-        dataset, _, _ = search_datasets("digits", config.batch_size, train_portion=0.5, seed=epoch, split_seed=0)
+        dataset, _, _ = search_datasets("digits", config.schedule.batch_size, train_portion=0.5, seed=epoch,
+                                        split_seed=0)
         return dataset, 2
 
     genotype = search_task.run_search(config, str(tmp_path / "search"), epoch_data, execution=Execution(progress=0))

@@ -47,6 +47,29 @@ def test_partial_channel_mixed_op_matches_reference_formula(stride, size):
     assert out.shape == (2, -(-size[0] // stride), -(-size[1] // stride), C)
 
 
+def test_mixed_op_against_arrays_computed_by_hand():
+    """NB201 edge, k=2, on a 3x3 image of 4 channels: kept none, skip_connect and avg_pool_3x3 (no BN) with
+    weights 0.2, 0.5, 0.3. The first two channels mix, the last two bypass, then the channel shuffle
+    interleaves the halves: output channels (mixed 0, bypass 0, mixed 1, bypass 1)."""
+    x = np.arange(36, dtype=np.float32).reshape(1, 3, 3, 4) / 10  # x[0, i, j, c] = (12i + 4j + c) / 10
+    mixed = MixedOp(nb201.SPACE, nb201.OPS, [True, True, False, False, True], 4, 1, 2)
+    out = mixed(tf.constant(x), tf.constant([0.2, 0.5, 0.0, 0.0, 0.3]), training=False).numpy()[0]
+
+    def pooled(i, j, c):  # 3x3 average over the in-image neighbours only (padding excluded)
+        cells = [x[0, a, b, c] for a in range(i - 1, i + 2) for b in range(j - 1, j + 2) if 0 <= a < 3 and 0 <= b < 3]
+        return sum(cells) / len(cells)
+
+    for i in range(3):
+        for j in range(3):
+            for c in range(2):
+                assert out[i, j, 2 * c] == pytest.approx(0.5 * x[0, i, j, c] + 0.3 * pooled(i, j, c), abs=1e-6)
+                assert out[i, j, 2 * c + 1] == pytest.approx(x[0, i, j, 2 + c], abs=1e-6)
+    # Two values worked out on paper: the corner (0, 0) of channel 0 pools (0 + 0.4 + 1.2 + 1.6) / 4 = 0.8,
+    # the centre (1, 1) of channel 1 pools the mean of all nine, 1.7.
+    assert out[0, 0, 0] == pytest.approx(0.5 * 0.0 + 0.3 * 0.8, abs=1e-6)
+    assert out[1, 1, 2] == pytest.approx(0.5 * 1.7 + 0.3 * 1.7, abs=1e-6)
+
+
 def test_k1_is_plain_weighted_sum():
     mixed = MixedOp(nb201.SPACE, nb201.OPS, [True] * 5, C, 1, 1)
     x = random_images(6, 6, channels=C)
@@ -119,8 +142,8 @@ def test_nb201_cell_config_round_trip():
     check_layer(cell, random_images(7, 5, channels=C), (2, 7, 5, C), call_kwargs={"weights": tf.fill([6, 5], 0.2)})
 
 
-@pytest.mark.parametrize("k", [1, 4])
-def test_cells_sum_each_node_as_the_sum_of_its_shuffled_edge_outputs(k):
+@pytest.mark.parametrize("k, bypass", [(1, "sum"), (4, "sum"), (4, "mean")])
+def test_cells_sum_each_node_as_the_sum_of_its_shuffled_edge_outputs(k, bypass):
     """The cells join a node's edges with one concat and one shuffle (node_sum); the result must be the
     sum of each edge's own shuffled output, as in the reference."""
     weights = np.stack([edge_weights(7, seed=i) for i in range(14)])
@@ -138,7 +161,7 @@ def test_cells_sum_each_node_as_the_sum_of_its_shuffled_edge_outputs(k):
     np.testing.assert_allclose(out, np.concatenate(states[2:], axis=-1), rtol=1e-6, atol=1e-6)
 
     weights = np.stack([edge_weights(5, seed=i) for i in range(6)])
-    cell = Nb201SearchCell(C, k, np.ones((6, 5), bool), "mean")
+    cell = Nb201SearchCell(C, k, np.ones((6, 5), bool), bypass)
     nodes = [random_images(7, 5, channels=C)]
     for node in range(1, nb201.NUM_NODES):
         nodes.append(sum(cell.edges[e](nodes[source], tf.constant(weights[e])).numpy()
