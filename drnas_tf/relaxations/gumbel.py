@@ -13,8 +13,8 @@ class Gumbel(Relaxation):
     description = "SNAS-style: softmax((eta + Gumbel noise) / temperature)"
     hyperparameters = {
         "temperature": Hyperparameter(1.0, "Gumbel-softmax temperature of the first epoch (default 1; NB201 10)."),
-        "temperature_min": Hyperparameter(None, "Temperature of the last epoch's end, reached linearly (default: "
-                                          "--gumbel_temperature, constant; NB201 1)."),
+        "temperature_min": Hyperparameter(None, "Temperature the linear schedule reaches after the last epoch "
+                                          "(default: --gumbel_temperature, constant; NB201 1)."),
     }
 
     def __init__(self, **options):
