@@ -42,9 +42,16 @@ flags.DEFINE_enum("reg_type", None, ["l2", "kl"], "Architecture regulariser (def
 flags.DEFINE_float("reg_scale", None, "Regulariser scale (default 1e-3).")
 flags.DEFINE_float("arch_grad_clip", None, "Global-norm clip of the architecture gradient (default 0 = off; "
                    "ImageNet 5).")
-for _method in relaxations.names():
-    for _setting, _spec in relaxations.get(_method).hyperparameters.items():
-        flags.DEFINE_float(f"{_method}_{_setting}", None, f"--method={_method}: {_spec.help}")
+
+
+def _define_relaxation_flags():
+    """--<relaxation>_<setting> for every setting of every registered relaxation (e.g. --gumbel_temperature)."""
+    for method in relaxations.names():
+        for setting, spec in relaxations.get(method).hyperparameters.items():
+            flags.DEFINE_float(f"{method}_{setting}", None, f"--method={method}: {spec.help}")
+
+
+_define_relaxation_flags()
 flags.DEFINE_float("train_portion", None, "Share of the training set that trains weights (default 0.5).")
 flags.DEFINE_integer("seed", None, "Seed of initialisation, data order, sampling and widening (default: "
                      "the reference's, 2; ImageNet 0).")
