@@ -14,7 +14,7 @@ the weights, the relaxation's draws and the losses stay float32; float16 adds dy
 import keras
 import tensorflow as tf
 
-from drnas_tf import optim, relaxations, second_order
+from drnas_tf import optim, second_order
 
 
 
@@ -31,7 +31,7 @@ class Searcher(keras.Model):
     Args:
         supernet: a `supernet.Supernet`.
         arch_learning_rate: Adam learning rate for eta.
-        reg_type, reg_scale: the architecture regulariser (relaxations.regularization_loss).
+        reg_type, reg_scale: the architecture regulariser (Supernet.regularization_loss).
         weight_learning_rate: initial SGD learning rate (a schedule callback assigns it per epoch).
         momentum, weight_decay: SGD momentum and coupled weight decay.
         grad_clip: global-norm clip of the weight gradient (0 disables).
