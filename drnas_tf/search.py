@@ -40,8 +40,8 @@ flags.DEFINE_float("arch_learning_rate", None, "Adam learning rate of eta (defau
                    "NB201 3e-4).")
 flags.DEFINE_enum("reg_type", None, ["l2", "kl"], "Architecture regulariser (default l2).")
 flags.DEFINE_float("reg_scale", None, "Regulariser scale (default 1e-3).")
-flags.DEFINE_float("arch_grad_clip", None, "Global-norm clip of the architecture gradient (default 0 = off; "
-                   "ImageNet 5).")
+flags.DEFINE_float("arch_grad_clip", None, "Global-norm clip of the architecture loss's gradient, before l2's "
+                   "decay is added (default 0 = off; ImageNet 5).")
 
 
 def _define_relaxation_flags():

@@ -14,7 +14,7 @@ the weights, the relaxation's draws and the losses stay float32; float16 adds dy
 import keras
 import tensorflow as tf
 
-from drnas_tf import optim, second_order
+from drnas_tf import optim, relaxations, second_order
 
 
 
@@ -31,7 +31,7 @@ class Searcher(keras.Model):
     Args:
         supernet: a `supernet.Supernet`.
         arch_learning_rate: Adam learning rate for eta.
-        reg_type, reg_scale: the architecture regulariser (Supernet.regularization_loss).
+        reg_type, reg_scale: the architecture regulariser (`regularization_in_loss`, `decayed`).
         weight_learning_rate: initial SGD learning rate (a schedule callback assigns it per epoch).
         momentum, weight_decay: SGD momentum and coupled weight decay.
         grad_clip: global-norm clip of the weight gradient (0 disables).
@@ -104,29 +104,44 @@ class Searcher(keras.Model):
         weight_gradients, edge_gradients = tape.gradient(objective, (supernet.weight_variables, edge_weights))
         return loss, logits, weight_gradients, edge_gradients
 
+    def regularization_in_loss(self, arch):
+        """The regulariser's term of the architecture loss: `kl`'s; 0 for `l2`, which is a weight decay
+        (`decayed`)."""
+        if self.reg_type == relaxations.DECAY_REGULARIZER:
+            return tf.constant(0.0)
+        return relaxations.regularization_loss(arch, self.reg_type, self.reg_scale)
+
+    def decayed(self, gradients):
+        """`l2`'s anchor as the reference's Adam weight decay: reg_scale * eta added to each replica's share of
+        the already clipped gradient (docs/method.md §1.3)."""
+        if self.reg_type != relaxations.DECAY_REGULARIZER:
+            return gradients
+        replicas = tf.distribute.get_replica_context().num_replicas_in_sync
+        return [g + (self.reg_scale / replicas) * v for g, v in zip(gradients, self.supernet.arch_variables)]
+
     def arch_gradients(self, images, labels, supernet_pass):
-        """The first-order architecture gradient: (loss, logits, d((loss + regulariser) / replicas)/d eta), the
-        loss's part from `supernet_pass` (the method or train_step's tf.function of it)."""
+        """The first-order architecture gradient: (loss, logits, d((loss + regulariser in the loss) / replicas)
+        /d eta), the loss's part from `supernet_pass` (the method or train_step's tf.function of it)."""
         supernet = self.supernet
         replicas = tf.distribute.get_replica_context().num_replicas_in_sync
         with tf.GradientTape() as tape:
             edge_weights = supernet.edge_weights(self.sampling_seed(self.ARCH_PASS))
-            regularization = supernet.regularization_loss(self.reg_type, self.reg_scale) / replicas
-            regularization = self.loss_scale.scaled(regularization)
+            regularization = self.loss_scale.scaled(self.regularization_in_loss(supernet.arch_variables) / replicas)
         loss, logits, _, edge_gradients = supernet_pass(images, labels, edge_weights)
         gradients = tape.gradient((edge_weights, regularization), supernet.arch_variables,
                                   output_gradients=(edge_gradients, tf.ones_like(regularization)))  # through the draw
         return loss, logits, self.loss_scale.unscale(gradients)
 
     def arch_step(self, images, labels, train_images, train_labels, supernet_pass):
-        """One Adam step on eta with the validation batch (+ regulariser); second-order if `unrolled`."""
+        """One Adam step on eta with the validation batch: the gradient of the loss (+ `kl`) clipped, then `l2`'s
+        decay added; second-order if `unrolled`."""
         supernet = self.supernet
         if self.unrolled:
             loss, logits, gradients = second_order.arch_gradients(self, images, labels, train_images, train_labels)
         else:
             loss, logits, gradients = self.arch_gradients(images, labels, supernet_pass)
-        applied = self._apply(self.arch_optimizer, optim.clipped_sum_over_replicas(gradients, self.arch_grad_clip),
-                              supernet.arch_variables)
+        gradients = self.decayed(optim.clipped_sum_over_replicas(gradients, self.arch_grad_clip))
+        applied = self._apply(self.arch_optimizer, gradients, supernet.arch_variables)
         return loss, logits, applied
 
     def _apply(self, optimizer, gradients, variables):

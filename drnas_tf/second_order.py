@@ -7,7 +7,7 @@ statelessly on the virtual and the shifted weights, so no variable changes.
 
 import tensorflow as tf
 
-from drnas_tf import optim, relaxations
+from drnas_tf import optim
 
 FINITE_DIFFERENCE_SCALE = 1e-2  # DARTS: r = 0.01 / ||dL_val/dw'||
 
@@ -44,7 +44,7 @@ def arch_gradients(searcher, images, labels, train_images, train_labels):
     with tf.GradientTape(persistent=True) as tape:
         tape.watch(virtual + arch)
         loss, logits = searcher.stateless_loss(virtual, arch, images, labels, searcher.ARCH_PASS)
-        objective = (loss + relaxations.regularization_loss(arch, searcher.reg_type, searcher.reg_scale)) / replicas
+        objective = (loss + searcher.regularization_in_loss(arch)) / replicas
     arch_gradients = tape.gradient(objective, arch)
     virtual_gradients = optim.clipped_sum_over_replicas(tape.gradient(objective, virtual), 0.0)
     del tape

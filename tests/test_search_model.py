@@ -153,6 +153,27 @@ def test_architecture_gradient_through_the_shared_pass_is_the_direct_gradient():
     assert np.abs((direct[0] - regularizer_part[0]).numpy()).max() > 1e-3
 
 
+def test_l2_anchor_is_added_after_the_clip():
+    """As torch's Adam(weight_decay=reg_scale) after clip_grad_norm_ (the ImageNet search): the step applies
+    clip(dL/deta) + reg_scale * eta, so the anchor is not shrunk by the clip."""
+    keras.utils.set_random_seed(5)
+    supernet = Nb201Supernet(10, 8, 1, 2, method="softmax")
+    searcher = Searcher(supernet, reg_type="l2", reg_scale=0.5, arch_grad_clip=1e-3, seed=7)
+    searcher.arch_optimizer = keras.optimizers.SGD(1.0)  # eta moves by exactly the gradient it is given
+    searcher.arch_optimizer.build(supernet.arch_variables)
+    for variable in supernet.arch_variables:
+        variable.assign(tf.random.normal(variable.shape, stddev=0.5))
+    eta = [v.numpy().copy() for v in supernet.arch_variables]
+    ((train_images, train_labels), (images, labels)), = batches(1, seed=6).take(1)
+    _, _, loss_gradients = searcher.arch_gradients(images, labels, searcher.supernet_pass)
+    norm = np.sqrt(sum(np.sum(g.numpy() ** 2) for g in loss_gradients))
+    assert norm > 1e-2  # the clip is active
+    searcher.arch_step(images, labels, train_images, train_labels, searcher.supernet_pass)
+    for before, gradient, variable in zip(eta, loss_gradients, supernet.arch_variables):
+        np.testing.assert_allclose(variable.numpy(), before - (gradient.numpy() * 1e-3 / norm + 0.5 * before),
+                                   rtol=1e-5, atol=1e-7)
+
+
 def unrolled_setup(learning_rate):
     keras.utils.set_random_seed(3)
     supernet = Nb201Supernet(10, 8, 1, 2, method="softmax")

@@ -5,9 +5,9 @@ before failing. A dataset that is not prepared in the data directory fails at on
 saying how to prepare it (TFDS itself raises an AssertionError in ~0.01–0.2 s, which is translated here).
 
 `imagenet16-120` has no TFDS builder: it is `imagenet_resized/16x16` (ImageNet downsampled to 16x16 with a box
-filter, as ImageNet16 is) restricted to labels < 120 in TFDS's label order. NAS-Bench-201's ImageNet16-120 takes
-the first 120 labels of the downsampled-ImageNet files' own numbering, which need not be the same 120 classes:
-accuracies are not comparable with the benchmark's tables.
+filter, the files NAS-Bench-201's ImageNet16 comes from) restricted to labels < 120. That builder keeps the files'
+own numbering (minus one), which is the ILSVRC2012 devkit's class order, so labels < 120 are the benchmark's 120
+classes: 6,000 validation images (tests/data/test_tfds_source.py; docs/search.md, "Data").
 """
 
 import numpy as np

@@ -10,7 +10,7 @@ from drnas_tf.relaxations.base import Hyperparameter, Relaxation, all_kept, mask
 from drnas_tf.relaxations.darts import Softmax
 from drnas_tf.relaxations.dirichlet import Dirichlet, concentration, dirichlet_means
 from drnas_tf.relaxations.gumbel import Gumbel
-from drnas_tf.relaxations.regularizer import REGULARIZERS, regularization_loss
+from drnas_tf.relaxations.regularizer import DECAY_REGULARIZER, REGULARIZERS, regularization_loss
 
 _REGISTRY = {}
 ALIASES = {"softmax": "darts"}  # names earlier versions wrote into genotype.json and accepted in summary
@@ -61,6 +61,6 @@ def create(name, defaults=None, **options):
 for _builtin in (Dirichlet, Softmax, Gumbel):
     register(_builtin)
 
-__all__ = ["ALIASES", "REGULARIZERS", "Dirichlet", "Gumbel", "Hyperparameter", "Relaxation", "Softmax", "all_kept",
-           "concentration", "create", "dirichlet_means", "get", "masked_softmax", "names", "register",
-           "regularization_loss", "renormalize", "resolve_options", "unregister"]
+__all__ = ["ALIASES", "DECAY_REGULARIZER", "REGULARIZERS", "Dirichlet", "Gumbel", "Hyperparameter", "Relaxation",
+           "Softmax", "all_kept", "concentration", "create", "dirichlet_means", "get", "masked_softmax", "names",
+           "register", "regularization_loss", "renormalize", "resolve_options", "unregister"]

@@ -4,6 +4,9 @@
 from drnas_tf.relaxations.dirichlet import concentration
 
 REGULARIZERS = ("l2", "kl")
+# The regulariser that is the reference's Adam weight decay rather than a loss term: torch's Adam adds
+# reg_scale * eta to the gradient inside its step, after any gradient clipping.
+DECAY_REGULARIZER = "l2"
 
 
 def regularization_loss(arch_params, reg_type, reg_scale):

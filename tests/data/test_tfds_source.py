@@ -49,6 +49,29 @@ def test_imagenet16_120_keeps_labels_below_120(tmp_path):
     assert labels == [label for label in raw if label < 120] and len(labels) > 20
 
 
+# ILSVRC2012 devkit class IDs (data/map_clsloc.txt, the order the downsampled-ImageNet files number their labels
+# in) and their synsets: the first three, both sides of NAS-Bench-201's cut at 120, and the last.
+DEVKIT_SYNSETS = {1: "n02119789", 2: "n02100735", 3: "n02110185", 119: "n02093647", 120: "n02397096",
+                  121: "n02437312", 1000: "n03255030"}
+
+
+def test_imagenet16_120_labels_are_the_devkit_ids(tmp_path):
+    """TFDS label k is devkit class k + 1, so labels < 120 are NAS-Bench-201's classes 1..120."""
+    names = tfds.builder("imagenet_resized/16x16", data_dir=str(tmp_path)).info.features["label"].names
+    assert len(names) == 1000 and len(set(names)) == 1000
+    assert {devkit_id: names[devkit_id - 1] for devkit_id in DEVKIT_SYNSETS} == DEVKIT_SYNSETS
+    assert names != sorted(names)  # not imagenet2012's sorted-synset numbering
+
+
+def test_imagenet16_120_validation_has_50_images_per_class(tmp_path):
+    """The 120 classes hold 6,000 of ILSVRC2012's 50,000 validation images, as NAS-Bench-201's ImageNet16-120."""
+    names = tfds.builder("imagenet_resized/16x16", data_dir=str(tmp_path)).info.features["label"].names
+    selected = set(names[:tfds_source.IMAGENET16_CLASSES])
+    validation = tfds.core.tfds_path("datasets/imagenet2012/validation_labels.txt").read_text().split()
+    assert len(validation) == 50_000
+    assert sum(synset in selected for synset in validation) == 6_000
+
+
 @pytest.mark.parametrize("name, shape", [("cifar10", (32, 32, 3)), ("svhn", (32, 32, 3)),
                                          ("imagenet16-120", (16, 16, 3))])
 def test_load_split_dtypes(tmp_path, name, shape):
