@@ -168,7 +168,10 @@ class Execution:
 class SearchSchedule:
     """A search's stages: per progressive stage k, operations kept per edge and epochs; the stage-local epochs
     before architecture updates begin (docs/method.md §2.3); the global batch of each of the two halves; a cap
-    on steps per epoch (None: the whole weight half)."""
+    on steps per epoch (None: the whole weight half); what the weights' learning rate does at a stage boundary
+    ("continue" the one cosine, or "restart" it at the initial rate as the reference does, docs/method.md §5.4);
+    whether every epoch ends with the reference's evaluation of the supernet on the architecture half.
+    """
 
     ks: tuple
     num_keeps: tuple
@@ -176,6 +179,8 @@ class SearchSchedule:
     arch_warmup_epochs: int
     batch_size: int
     steps_per_epoch: "int | None" = None
+    stage_lr: str = "continue"
+    supernet_eval: bool = False
 
     @property
     def total_epochs(self):
@@ -321,6 +326,9 @@ def _as_ints(values, flag):
         raise ValueError(f"--{flag} must be a comma-separated list of integers, got {values!r}") from None
 
 
+STAGE_LR_MODES = ("continue", "restart")
+
+
 def search_config(search_space="darts", dataset="cifar10", method="dirichlet", relaxation_options=None,
                   **overrides):
     """A SearchConfig with the paper's defaults for the space and dataset; `overrides` (None = default) win.
@@ -338,7 +346,8 @@ def search_config(search_space="darts", dataset="cifar10", method="dirichlet", r
     space = network_config(search_space, dataset).space  # a clear error for a space without the dataset's stem
     values = dict(space.search_defaults[get_dataset_spec(dataset).stem], momentum=0.9, weight_decay=3e-4, grad_clip=5.0,
                   reg_type="l2", reg_scale=1e-3, train_portion=0.5, data_dir=None,
-                  download=False, steps_per_epoch=None, unrolled=False)
+                  download=False, steps_per_epoch=None, unrolled=False, stage_lr="continue",
+                  supernet_eval=False)
     network_overrides = {k: overrides.pop(k) for k in list(overrides) if k in NETWORK_SETTINGS}
     check_depth_flags(search_space, f"--search_space={search_space}", layers=network_overrides.get("layers"),
                       cells_per_stage=network_overrides.get("cells_per_stage"))
@@ -366,6 +375,8 @@ def search_config(search_space="darts", dataset="cifar10", method="dirichlet", r
         raise ValueError(f"--train_portion must be in (0, 1), got {values['train_portion']}")
     if values["steps_per_epoch"] is not None and values["steps_per_epoch"] < 1:
         raise ValueError(f"--steps_per_epoch must be positive, got {values['steps_per_epoch']}")
+    if values["stage_lr"] not in STAGE_LR_MODES:
+        raise ValueError(f"--stage_lr must be one of {', '.join(STAGE_LR_MODES)}, got {values['stage_lr']!r}")
     network = network_config(search_space, dataset, k=ks[0], num_keep=num_keeps[0], method=method,
                              **network_overrides)
     _check_divisible(network, ks)

@@ -98,6 +98,16 @@ def cosine_learning_rate(epoch, total_epochs, initial, minimum=0.0, warmup_epoch
     return minimum + (initial - minimum) * (1 + math.cos(math.pi * epoch / total_epochs)) / 2
 
 
+def restarted_cosine_learning_rate(epoch, restart_epoch, total_epochs, initial, minimum=0.0):
+    """The reference's rate in a later progressive stage (docs/method.md §5.4): its new SGD starts the stage at
+    `initial`, and its chainable cosine scheduler then multiplies the distance to `minimum` by
+    (1 + cos(pi e / T)) / (1 + cos(pi (e - 1) / T)) each epoch, which telescopes to
+    minimum + (initial - minimum) (1 + cos(pi e / T)) / (1 + cos(pi restart_epoch / T)).
+    """
+    scale = (1 + math.cos(math.pi * epoch / total_epochs)) / (1 + math.cos(math.pi * restart_epoch / total_epochs))
+    return minimum + (initial - minimum) * scale
+
+
 LINEAR_TAIL_EPOCHS = 5
 
 

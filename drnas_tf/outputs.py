@@ -13,7 +13,7 @@ GENOTYPE_FILE = "genotype.json"
 STATE_FILE = "state.json"  # where a search or a retraining run records how far it got, beside its checkpoint
 HEATMAP_SCALE = 16  # pixels per (edge, op) cell of the TensorBoard heatmaps
 _LOG_TAGS = {"loss": "train/loss", "accuracy": "train/accuracy", "valid_loss": "valid/loss",
-             "valid_accuracy": "valid/accuracy"}
+             "valid_accuracy": "valid/accuracy", "eval_loss": "eval/loss", "eval_accuracy": "eval/accuracy"}
 
 
 def atomic_write_text(path, text):

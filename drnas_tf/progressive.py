@@ -6,8 +6,9 @@ import numpy as np
 def prune_mask(arch_param, mask, num_keep):
     """Keeps, on every edge, the `num_keep` operations with the largest eta among those still kept.
 
-    As the reference (`utils.prune`): already-pruned entries are never revived, and ranking uses the raw
-    eta, which orders ops the same as beta, softmax(eta) and the Dirichlet mean. Ties go to the lower index.
+    The mask half of the reference's `utils.prune`: already-pruned entries are never revived, and ranking uses
+    the raw eta, which orders ops the same as beta, softmax(eta) and the Dirichlet mean. Ties go to the lower
+    index. The other half, setting the pruned entries of eta to 0, is search_task.next_stage's.
 
     Args:
         arch_param: float [edges, ops] architecture parameters.

@@ -36,6 +36,13 @@ flags.DEFINE_integer("lr_warmup_epochs", None, "Linear learning-rate warm-up epo
 flags.DEFINE_float("momentum", None, "SGD momentum (default 0.9).")
 flags.DEFINE_float("weight_decay", None, "SGD weight decay, coupled as PyTorch's (default 3e-4).")
 flags.DEFINE_float("grad_clip", None, "Global-norm clip of the weight gradient (default 5).")
+flags.DEFINE_enum("stage_lr", None, ["continue", "restart"], "The weights' learning rate at a progressive "
+                  "stage boundary: continue the one cosine over all stages (default), or restart it at the initial "
+                  "rate, as the reference's code does.")
+flags.DEFINE_bool("supernet_eval", None, "After every epoch, evaluate the supernet on the epoch's architecture "
+                  "batches as the reference's infer() does (eval-mode BN, a fresh draw per batch), logged as "
+                  "eval/loss and eval/accuracy; valid/* are the architecture steps' own figures (default off: "
+                  "about one more forward pass over half the data).")
 flags.DEFINE_float("arch_learning_rate", None, "Adam learning rate of eta (default DARTS 6e-4, ImageNet 6e-3, "
                    "NB201 3e-4).")
 flags.DEFINE_enum("reg_type", None, ["l2", "kl"], "Architecture regulariser (default l2).")

@@ -69,6 +69,8 @@ class Searcher(keras.Model):
         self.valid_loss = keras.metrics.Mean(name="valid_loss")
         self.valid_accuracy = keras.metrics.SparseCategoricalAccuracy(name="valid_accuracy")
         self.skipped_steps = keras.metrics.Sum(name="skipped_steps")
+        self.evaluation_batches = keras.Variable(0, dtype="int32", trainable=False, name="evaluation_batches",
+                                                 aggregation="only_first_replica")
         self.built = True
 
     def set_arch_updates(self, enabled):
@@ -201,9 +203,22 @@ class Searcher(keras.Model):
             trackers.append(self.skipped_steps)
         return {m.name: m.result() for m in trackers}
 
+    def evaluation_seed(self):
+        """int32 [2] stateless seed of one evaluation batch: (base seed, step, batch of this evaluation, replica),
+        kept apart from the training passes' seeds, so each batch of an evaluation draws afresh."""
+        context = tf.distribute.get_replica_context()
+        replica = tf.cast(context.replica_id_in_sync_group if context else 0, tf.int32)
+        step = tf.cast(self.weight_optimizer.iterations, tf.int32)
+        seed = tf.random.experimental.stateless_fold_in(tf.constant([self.seed, 1], tf.int32), step)
+        seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(self.evaluation_batches, tf.int32))
+        return tf.random.experimental.stateless_fold_in(seed, replica)
+
     def test_step(self, data):
+        """The reference's evaluation of the supernet (its `infer()`): eval-mode BN and a fresh draw per batch.
+        Set `evaluation_batches` to 0 before an evaluation for draws that depend only on (seed, step, batch)."""
         images, labels = data
-        logits = self.supernet(images, training=False, seed=self.sampling_seed(self.ARCH_PASS))
+        logits = self.supernet(images, training=False, seed=self.evaluation_seed())
+        self.evaluation_batches.assign_add(1)
         self.valid_loss.update_state(cross_entropy(labels, logits))
         self.valid_accuracy.update_state(labels, logits)
         return {"loss": self.valid_loss.result(), "accuracy": self.valid_accuracy.result()}

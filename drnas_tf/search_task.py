@@ -60,8 +60,8 @@ def next_stage(config, searcher, stage, strategy, execution=None):
     successor = build_searcher(config, stage, masks, strategy, execution)
     rng = np.random.default_rng([config.seed, stage])
     progressive.widen_supernet(old, successor.supernet, rng, _momentum_slots(searcher), _momentum_slots(successor))
-    for name, param in old.arch.items():
-        successor.supernet.arch[name].assign(param.numpy())
+    for name, param in old.arch.items():  # pruned entries become 0, as the reference's `prune` leaves them
+        successor.supernet.arch[name].assign(np.where(masks[name], param.numpy(), 0.0))
     for source, target in zip(searcher.arch_optimizer.variables, successor.arch_optimizer.variables):
         target.assign(source.numpy())
     successor.weight_optimizer.iterations.assign(searcher.weight_optimizer.iterations.numpy())
@@ -116,9 +116,13 @@ class SearchTask(run_loop.RunTask):
             model, self.stage = next_stage(config, model, stage, strategy, self.execution), stage
         model.set_arch_updates(epoch - stage_start >= config.schedule.arch_warmup_epochs)
         model.supernet.relaxation.start_epoch(epoch, config.schedule.total_epochs)
-        weights = config.weights
-        self.learning_rate = optim.cosine_learning_rate(epoch, config.schedule.total_epochs, weights.learning_rate,
-                                                        weights.learning_rate_min, weights.lr_warmup_epochs)
+        weights, total = config.weights, config.schedule.total_epochs
+        if stage > 0 and config.schedule.stage_lr == "restart":
+            self.learning_rate = optim.restarted_cosine_learning_rate(epoch, stage_start, total,
+                                                                      weights.learning_rate, weights.learning_rate_min)
+        else:
+            self.learning_rate = optim.cosine_learning_rate(epoch, total, weights.learning_rate,
+                                                            weights.learning_rate_min, weights.lr_warmup_epochs)
         model.weight_optimizer.learning_rate = self.learning_rate
         return model
 
@@ -134,8 +138,18 @@ class SearchTask(run_loop.RunTask):
                      + model.weight_optimizer.variables)
         return variables, "the architecture parameters, weights and optimizer states"
 
+    def evaluate(self, model, epoch):
+        """{eval_loss, eval_accuracy}: the supernet on the epoch's architecture batches, as the reference's
+        infer() (Searcher.test_step)."""
+        dataset, steps = self._epoch_data(epoch)
+        model.evaluation_batches.assign(0)
+        results = model.evaluate(dataset.map(lambda train, valid: valid), steps=steps, verbose=0, return_dict=True)
+        return {"eval_loss": results["loss"], "eval_accuracy": results["accuracy"]}
+
     def end_epoch(self, model, epoch, logs, out_dir):
         config = self.config
+        if config.schedule.supernet_eval:
+            logs.update(self.evaluate(model, epoch))
         self.genotype = model.supernet.genotype()
         self.analysis = trajectory.epoch_analysis(model.supernet, self.genotype, self.trajectory_samples,
                                                   (config.seed, epoch), self.benchmark)

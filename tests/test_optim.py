@@ -45,6 +45,21 @@ def test_linear_warmup_overrides_cosine():
     assert optim.cosine_learning_rate(5, 50, 0.5, 0.0, warmup_epochs=5) == pytest.approx(0.5 * (1 + math.cos(math.pi / 10)) / 2)
 
 
+def test_restarted_cosine_is_the_chainable_scheduler_from_the_initial_rate():
+    """The reference's stage 2 at 25 + 25 epochs: its new optimizer starts at 0.025, then PyTorch's chainable
+    cosine rule is applied epoch by epoch; the closed form matches that recursion and is twice the cosine."""
+    initial, minimum, total, start = 0.025, 0.001, 50, 25
+    rate, recursed = initial, [initial]
+    for epoch in range(start + 1, total):
+        rate = ((1 + math.cos(math.pi * epoch / total)) / (1 + math.cos(math.pi * (epoch - 1) / total))
+                * (rate - minimum) + minimum)
+        recursed.append(rate)
+    closed = [optim.restarted_cosine_learning_rate(e, start, total, initial, minimum) for e in range(start, total)]
+    assert closed == pytest.approx(recursed, rel=1e-12)
+    intended = [optim.cosine_learning_rate(e, total, initial, minimum) for e in range(start, total)]
+    assert [c - minimum for c in closed] == pytest.approx([2 * (i - minimum) for i in intended], rel=1e-12)
+
+
 @pytest.mark.parametrize("replicas", [1, 2])
 def test_apply_if_finite_skips_a_nonfinite_step_on_every_replica(replicas):
     # Reduction through one device: collective ops break a later MirroredStrategy in the same process.

@@ -153,6 +153,22 @@ def test_architecture_gradient_through_the_shared_pass_is_the_direct_gradient():
     assert np.abs((direct[0] - regularizer_part[0]).numpy()).max() > 1e-3
 
 
+def test_evaluation_draws_afresh_per_batch_and_repeats_after_a_reset():
+    """test_step is the reference's infer(): each batch its own draw; the draws restart with evaluation_batches."""
+    searcher = make_searcher(tf.distribute.get_strategy())
+    (_, valid), = batches(1).take(1)
+
+    def evaluate(batches):
+        searcher.evaluation_batches.assign(0)
+        dataset = tf.data.Dataset.from_tensors(valid).repeat(batches)
+        return searcher.evaluate(dataset, verbose=0, return_dict=True)["loss"]
+
+    once, twice = evaluate(1), evaluate(2)
+    assert int(searcher.evaluation_batches.numpy()) == 2
+    assert twice == evaluate(2)  # the same draws again
+    assert abs(twice - once) > 1e-6  # the second batch's draw is not the first's (same images, same weights)
+
+
 def test_l2_anchor_is_added_after_the_clip():
     """As torch's Adam(weight_decay=reg_scale) after clip_grad_norm_ (the ImageNet search): the step applies
     clip(dL/deta) + reg_scale * eta, so the anchor is not shrunk by the clip."""

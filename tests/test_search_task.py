@@ -56,6 +56,13 @@ def test_outputs_of_a_search(finished_run):
     assert masks.shape == (6, 5) and (masks.sum(axis=1) == 3).all()
     eta = np.array(record["arch_parameters"]["cell"])
     assert np.abs(eta).max() > 5e-3  # moved from the 1e-3 N(0, 1) start
+    # Pruned at the boundary before epoch 2's architecture steps: set to 0 there, as the reference's `prune`;
+    # l2's decay of 0 and a masked draw's zero gradient leave them 0, while Adam's carried moments could not
+    # move them by exactly 0 had they stayed at their old values.
+    first_stage = json.load(open(os.path.join(model_dir, "genotypes", "epoch_001.json")))["arch_parameters"]
+    first_stage = np.array(first_stage["cell"])
+    assert (first_stage[~masks] != 0).all()
+    np.testing.assert_array_equal(eta[~masks], np.zeros(int((~masks).sum())))
     assert sorted(os.listdir(os.path.join(model_dir, "genotypes"))) == [f"epoch_00{e}.json" for e in range(3)]
     assert open(os.path.join(model_dir, "genotype.txt")).read().strip() == genotype.to_text()
     assert open(os.path.join(model_dir, "flags.txt")).read() == "--dataset=digits\n"
@@ -167,6 +174,31 @@ def test_unwritable_model_dir_is_refused(tmp_path):
     blocker.write_text("")
     with pytest.raises(ValueError, match="is not writable"):
         search_task.run_search(tiny_config(), str(blocker / "run"), pattern_data, execution=Execution(progress=0))
+
+
+@pytest.mark.parametrize("stage_lr, second_stage_rate", [("continue", 0.001 + 0.049 * 0.5), ("restart", 0.05)])
+def test_stage_lr_at_the_boundary(tmp_path, stage_lr, second_stage_rate):
+    """Two one-epoch stages: the second epoch continues the cosine over both, or restarts at the initial 0.05."""
+    config = tiny_config(stage_epochs=(1, 1), stage_lr=stage_lr)
+    search_task.run_search(config, str(tmp_path), lambda epoch: (pattern_data(epoch)[0].take(1), 1),
+                           execution=Execution(progress=0), trajectory_samples=0)
+    events = event_accumulator.EventAccumulator(os.path.join(str(tmp_path), "tensorboard"),
+                                                size_guidance={event_accumulator.TENSORS: 0})
+    events.Reload()
+    np.testing.assert_allclose(scalars(events, "learning_rate/weights"), [0.05, second_stage_rate], rtol=1e-6)
+
+
+def test_supernet_eval_logs_the_reference_evaluation(tmp_path):
+    config = tiny_config(stage_epochs=(1, 1), supernet_eval=True)
+    search_task.run_search(config, str(tmp_path), pattern_data, execution=Execution(progress=0),
+                           trajectory_samples=0)
+    events = event_accumulator.EventAccumulator(os.path.join(str(tmp_path), "tensorboard"),
+                                                size_guidance={event_accumulator.TENSORS: 0})
+    events.Reload()
+    accuracies, losses = scalars(events, "eval/accuracy"), scalars(events, "eval/loss")
+    assert len(accuracies) == len(losses) == 2
+    assert all(0.0 <= a <= 1.0 for a in accuracies) and all(np.isfinite(losses))
+    assert accuracies[-1] > 0.2  # the pattern data is learnable: well above chance (0.1) in eval mode
 
 
 def test_stage_of():
