@@ -1,14 +1,84 @@
-"""What every entry point shares: absl start-up, and one readable line for errors (the traceback with --verbose).
+"""What every entry point shares: absl start-up, quiet TensorFlow start-up, and one readable line for errors
+(the traceback with --verbose).
 
-Entry points import this module before TensorFlow, so TF's C++ start-up chatter (INFO and WARNING lines) is
-quiet unless --verbose is on the command line or TF_CPP_MIN_LOG_LEVEL is set.
+Entry points import this module before TensorFlow. TensorFlow's C++ start-up notices (oneDNN, CUDA drivers not
+found, `failed call to cuInit` on a machine without a GPU, CPU instruction sets) are written to the process's
+stderr before any log level applies, so TF_CPP_MIN_LOG_LEVEL cannot hide them: unless --verbose is on the
+command line, an entry point's stderr goes to a file from this import until TensorFlow has started (`run`
+imports it and lists its devices), and then everything but those notices is written out, in order.
 """
 
+import atexit
 import os
+import re
 import sys
+import tempfile
 
-if not {"--verbose", "--verbose=true", "--verbose=1"} & set(sys.argv):
+VERBOSE = bool({"--verbose", "--verbose=true", "--verbose=1"} & set(sys.argv))
+if not VERBOSE:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# The start-up notices of a CPU-only TensorFlow; any other line, warnings included, is kept.
+STARTUP_NOTICES = re.compile("|".join([
+    r"All log messages before absl::InitializeLog\(\) is called are written to STDERR",
+    r"\] oneDNN custom operations are on",
+    r"\] Could not find cuda drivers on your machine",
+    r"\] failed call to cuInit",
+    r"\] This TensorFlow binary is optimized to use available CPU instructions",
+    r"^To enable the following instructions: .* rebuild TensorFlow",
+]))
+
+
+def without_startup_notices(text):
+    """`text` less the lines that are TensorFlow's start-up notices (STARTUP_NOTICES)."""
+    return "".join(line for line in text.splitlines(keepends=True) if not STARTUP_NOTICES.search(line))
+
+
+class _StartupStderr:
+    """Holds the process's stderr (file descriptor 2, which TensorFlow's C++ writes to) in a file until `release`,
+    which writes it back without the start-up notices."""
+
+    def __init__(self):
+        sys.stderr.flush()
+        self._held = tempfile.TemporaryFile()
+        self._stderr = os.dup(2)
+        os.dup2(self._held.fileno(), 2)
+
+    def release(self):
+        if self._held is None:
+            return
+        sys.stderr.flush()
+        os.dup2(self._stderr, 2)
+        os.close(self._stderr)
+        self._held.seek(0)
+        text = without_startup_notices(self._held.read().decode("utf-8", "replace"))
+        self._held.close()
+        self._held = None
+        sys.stderr.write(text)
+        sys.stderr.flush()
+
+
+def _started_as_entry_point():
+    """Whether this process runs one of drnas_tf's entry points (not, say, a test importing this module)."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    return bool(spec and spec.name.startswith("drnas_tf."))
+
+
+_startup_stderr = _StartupStderr() if not VERBOSE and _started_as_entry_point() else None
+if _startup_stderr:
+    atexit.register(_startup_stderr.release)
+
+
+def release_startup_stderr():
+    """Starts TensorFlow (imports it and lists its devices, where CUDA is probed) while stderr is held, then
+    writes out what was held without TensorFlow's start-up notices. A no-op with --verbose or outside an
+    entry point."""
+    if _startup_stderr:
+        import tensorflow as tf
+
+        tf.config.list_physical_devices()
+        _startup_stderr.release()
+
 
 from absl import app, flags, logging  # noqa: E402
 
@@ -16,7 +86,7 @@ from drnas_tf.data.catalog import DATASETS
 from drnas_tf.spaces import SPACE_NAMES
 
 flags.DEFINE_bool("verbose", False, "On an error, print its traceback after the one-line message; also keeps "
-                  "TensorFlow's INFO logs.")
+                  "TensorFlow's INFO logs and start-up notices.")
 
 
 def define_network_flags(supernet=True):
@@ -73,6 +143,7 @@ def run(main, program):
     """
 
     def guarded(argv):
+        release_startup_stderr()
         verbose = flags.FLAGS.verbose
         if not (verbose or flags.FLAGS["verbosity"].present):
             logging.set_verbosity(logging.WARNING)  # TF's checkpointing logs INFO lines every save

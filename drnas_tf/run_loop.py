@@ -183,7 +183,8 @@ def run_epochs(task, model_dir, execution=None, flags_text="", strategy=None, ca
             def save(steps_done, epoch=epoch, manager=manager, model=model):
                 _save_state(out_dir, task, manager, model, epoch, steps_done)
 
-            epoch_callbacks = runtime.epoch_callbacks(callbacks, epoch, execution, manager, steps, skip, save)
+            epoch_callbacks = runtime.epoch_callbacks(callbacks, epoch, execution, manager, steps, skip, save,
+                                                      task.total_epochs)
             logs = loop.fit_epoch(model, dataset.skip(skip), steps - skip, epoch, epoch_callbacks, execution.progress,
                                   trace_key=task.trace_key(model))
             task.end_fit(epoch, logs)

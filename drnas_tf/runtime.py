@@ -173,10 +173,23 @@ class ReturnFreedMemory(keras.callbacks.Callback):
             context.__exit__(None, None, None)
 
 
-def epoch_callbacks(extra, epoch, execution, manager, steps, skip, save):
+class EpochProgress(keras.callbacks.ProgbarLogger):
+    """Keras's progress output naming the run's own epoch and total. Each epoch is its own `fit` call
+    (initial_epoch=e, epochs=e + 1), whose default logger would print "Epoch 3/3" during epoch 3 of 20."""
+
+    def __init__(self, total_epochs):
+        super().__init__()
+        self.total_epochs = total_epochs
+
+    def set_params(self, params):
+        super().set_params({**params, "epochs": self.total_epochs})
+
+
+def epoch_callbacks(extra, epoch, execution, manager, steps, skip, save, total_epochs=None):
     """One epoch's callbacks under a config.Execution: ReturnFreedMemory with return_freed_memory,
-    FiniteLossGuard under nan_policy "stop" (before anything can save the broken state), `extra`, and
-    StepCheckpoint(save) with checkpoint_every_steps; `skip` of the epoch's `steps` steps are done."""
+    FiniteLossGuard under nan_policy "stop" (before anything can save the broken state), `extra`,
+    StepCheckpoint(save) with checkpoint_every_steps (`skip` of the epoch's `steps` steps are done), and
+    EpochProgress(total_epochs) when there is progress output and a total is given."""
     callbacks = list(extra)
     if execution.nan_policy == "stop":
         callbacks.insert(0, FiniteLossGuard(f"epoch {epoch + 1}", lambda: manager.latest_checkpoint))
@@ -184,4 +197,6 @@ def epoch_callbacks(extra, epoch, execution, manager, steps, skip, save):
         callbacks.insert(0, ReturnFreedMemory())
     if execution.checkpoint_every_steps:
         callbacks.append(StepCheckpoint(execution.checkpoint_every_steps, steps, skip, save))
+    if execution.progress and total_epochs:
+        callbacks.append(EpochProgress(total_epochs))
     return callbacks

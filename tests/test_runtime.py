@@ -1,4 +1,5 @@
-"""--return_freed_memory: freed heap pages go back to the OS during an epoch's first step, and only then."""
+"""The callbacks of an epoch: --return_freed_memory hands freed heap pages back during an epoch's first step, and only
+then; the progress output names the run's epoch and total."""
 
 import json
 import os
@@ -8,7 +9,9 @@ import textwrap
 import threading
 
 import keras
+import numpy as np
 import pytest
+import tensorflow as tf
 
 from drnas_tf import runtime
 from drnas_tf.config import Execution
@@ -73,6 +76,18 @@ def test_return_freed_memory_trims_during_the_first_step_of_an_epoch_only():
     assert not _trimming_threads()
     # No batch-end hook: Keras dispatches batch ends asynchronously unless a callback has one.
     assert type(callback).on_train_batch_end is keras.callbacks.Callback.on_train_batch_end
+
+
+def test_progress_names_the_run_epoch_and_total(capsys):
+    """Epoch 3 of a 20-epoch run, trained as the run loop does, by its own fit call."""
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer="sgd", loss="mse")
+    data = tf.data.Dataset.from_tensors((np.ones((4, 2), np.float32), np.ones((4, 1), np.float32)))
+    model.fit(data, initial_epoch=2, epochs=3, verbose=2, callbacks=[runtime.EpochProgress(20)])
+    printed = capsys.readouterr().out
+    assert "Epoch 3/20" in printed and "Epoch 3/3" not in printed
+    model.fit(data, initial_epoch=2, epochs=3, verbose=2)
+    assert "Epoch 3/3" in capsys.readouterr().out  # what Keras's own logger says
 
 
 @pytest.mark.parametrize("return_freed_memory", [True, False])

@@ -1,0 +1,55 @@
+"""Entry points start quietly: TensorFlow's C++ start-up notices are held back, everything else is kept in order."""
+
+import re
+import subprocess
+import sys
+
+from cli_harness import ENV, ROOT, run_module
+from drnas_tf import cli
+
+# Lines a CPU-only TensorFlow 2.21 writes while it starts, as printed on this project's machines.
+NOTICES = """\
+WARNING: All log messages before absl::InitializeLog() is called are written to STDERR
+I0000 00:00:1796195360.067130   30960 port.cc:153] oneDNN custom operations are on. You may see slightly \
+different numerical results due to floating-point round-off errors from different computation orders.
+I0000 00:00:1796195360.067657   30960 cudart_stub.cc:31] Could not find cuda drivers on your machine, GPU will \
+not be used.
+E0000 00:00:1796195362.012756   30960 cuda_platform.cc:52] failed call to cuInit: INTERNAL: CUDA error: Failed \
+call to cuInit: UNKNOWN ERROR (303)
+I0000 00:00:1796195386.493901   31071 cpu_feature_guard.cc:227] This TensorFlow binary is optimized to use \
+available CPU instructions in performance-critical operations.
+To enable the following instructions: AVX2 AVX512F FMA, in other operations, rebuild TensorFlow with the \
+appropriate compiler flags.
+"""
+REAL = "W0000 00:00:1796195362.1 30960 some_op.cc:12] a real warning\n"
+
+
+def test_only_the_startup_notices_are_dropped():
+    assert cli.without_startup_notices(NOTICES) == ""
+    assert cli.without_startup_notices(NOTICES[:200] + "\n" + REAL) == REAL  # a cut notice line goes, REAL stays
+    assert cli.without_startup_notices(REAL + "error: --seed must be\n") == REAL + "error: --seed must be\n"
+
+
+def test_held_stderr_is_written_back_in_order_without_the_notices():
+    script = ("import os, sys\n"
+              "from drnas_tf import cli\n"
+              "held = cli._StartupStderr()\n"
+              f"os.write(2, {(NOTICES + REAL).encode()!r})\n"
+              "print('from python', file=sys.stderr)\n"
+              "held.release()\n"
+              "print('after', file=sys.stderr)\n")
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=ENV, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == REAL + "from python\nafter\n"
+
+
+def test_an_entry_point_prints_no_startup_notices_unless_verbose():
+    args = ("--search_space=nb201", "--dataset=digits", "--init_channels=8", "--cells_per_stage=1")
+    quiet, verbose = run_module("drnas_tf.summary", *args), run_module("drnas_tf.summary", *args, "--verbose")
+    assert quiet.returncode == verbose.returncode == 0, quiet.stderr
+    assert quiet.stderr == ""
+    assert re.sub(r'"seconds": [0-9.]+', "", quiet.stdout) == re.sub(r'"seconds": [0-9.]+', "", verbose.stdout)
+    assert cli.STARTUP_NOTICES.search(verbose.stderr), "this TensorFlow printed no notice to hide"
+    failed = run_module("drnas_tf.summary", *args[:-1], "--cells_per_stage=0")
+    assert failed.returncode == 2 and failed.stderr.count("\n") == 1 and "--cells_per_stage" in failed.stderr
