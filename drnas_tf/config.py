@@ -2,6 +2,7 @@
 (docs/method.md §3, §5, §8). Each space gives its own defaults (spaces.SearchSpace)."""
 
 import dataclasses
+import math
 import typing
 
 from drnas_tf import spaces
@@ -151,8 +152,8 @@ class Execution:
             raise ValueError(f"--nan_policy={self.nan_policy!r} must be one of: {', '.join(NAN_POLICIES)}")
         if self.mixed_precision not in PRECISIONS:
             raise ValueError(f"--mixed_precision={self.mixed_precision!r} must be one of: {', '.join(PRECISIONS)}")
-        if self.checkpoint_every_steps < 0:
-            raise ValueError(f"--checkpoint_every_steps must be 0 or positive, got {self.checkpoint_every_steps}")
+        check_range("checkpoint_every_steps", self.checkpoint_every_steps, NON_NEGATIVE)
+        check_range("progress", self.progress, (lambda v: v in (0, 1, 2), "0, 1 or 2"))
         for name in ("intra_op_threads", "inter_op_threads"):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name} must be 0 (TensorFlow's default) or positive, got {getattr(self, name)}")
@@ -328,6 +329,34 @@ def _as_ints(values, flag):
 
 STAGE_LR_MODES = ("continue", "restart")
 
+# What each numeric setting must be: (a test of a finite value, the words of the error).
+POSITIVE = (lambda v: v > 0, "positive")
+NON_NEGATIVE = (lambda v: v >= 0, "0 or positive")
+FRACTION = (lambda v: 0 <= v < 1, "in [0, 1)")
+SEED = (lambda v: 0 <= v < 2**32, "in [0, 4294967295]")  # TensorFlow's and NumPy's seed range
+SETTING_RANGES = {
+    "batch_size": POSITIVE, "epochs": POSITIVE, "steps_per_epoch": POSITIVE, "arch_warmup_epochs": NON_NEGATIVE,
+    "lr_warmup_epochs": NON_NEGATIVE, "learning_rate": POSITIVE, "learning_rate_min": NON_NEGATIVE,
+    "momentum": FRACTION, "weight_decay": NON_NEGATIVE, "grad_clip": NON_NEGATIVE,
+    "arch_learning_rate": NON_NEGATIVE, "reg_scale": NON_NEGATIVE, "arch_grad_clip": NON_NEGATIVE,
+    "train_portion": (lambda v: 0 < v < 1, "in (0, 1)"), "label_smoothing": FRACTION,
+    "auxiliary_weight": NON_NEGATIVE, "drop_path_prob": FRACTION, "cutout": NON_NEGATIVE, "seed": SEED,
+}
+
+
+def check_range(name, value, allowed):
+    """A ValueError naming --name unless `value` is None (the default) or a finite number `allowed` accepts
+    (one of the ranges above)."""
+    holds, words = allowed
+    if value is not None and not (math.isfinite(value) and holds(value)):
+        raise ValueError(f"--{name} must be {words}, got {value}")
+
+
+def _check_ranges(values):
+    for name, allowed in SETTING_RANGES.items():
+        if name in values:
+            check_range(name, values[name], allowed)
+
 
 def search_config(search_space="darts", dataset="cifar10", method="dirichlet", relaxation_options=None,
                   **overrides):
@@ -369,12 +398,7 @@ def search_config(search_space="darts", dataset="cifar10", method="dirichlet", r
         raise ValueError(f"--ks={','.join(map(str, ks))} must be positive and non-increasing (stages widen)")
     if min(stage_epochs) < 1:
         raise ValueError(f"--stage_epochs={','.join(map(str, stage_epochs))} must all be positive")
-    if values["batch_size"] < 1:
-        raise ValueError(f"--batch_size must be positive, got {values['batch_size']}")
-    if not 0 < values["train_portion"] < 1:
-        raise ValueError(f"--train_portion must be in (0, 1), got {values['train_portion']}")
-    if values["steps_per_epoch"] is not None and values["steps_per_epoch"] < 1:
-        raise ValueError(f"--steps_per_epoch must be positive, got {values['steps_per_epoch']}")
+    _check_ranges(values)
     if values["stage_lr"] not in STAGE_LR_MODES:
         raise ValueError(f"--stage_lr must be one of {', '.join(STAGE_LR_MODES)}, got {values['stage_lr']!r}")
     network = network_config(search_space, dataset, k=ks[0], num_keep=num_keeps[0], method=method,
@@ -461,17 +485,7 @@ def train_config(genotype, dataset="cifar10", **overrides):
         raise ValueError(f"unknown train settings: {', '.join(sorted(unknown))}")
     values.update({k: v for k, v in overrides.items() if v is not None})
     network = network_config(space, dataset, **network_overrides)
-    for name in ("epochs", "batch_size"):
-        if values[name] < 1:
-            raise ValueError(f"--{name} must be positive, got {values[name]}")
+    _check_ranges(values)
     if values["lr_schedule"] not in LR_SCHEDULES:
         raise ValueError(f"--lr_schedule={values['lr_schedule']!r} is not one of: {', '.join(LR_SCHEDULES)}")
-    if not 0.0 <= values["drop_path_prob"] < 1.0:
-        raise ValueError(f"--drop_path_prob must be in [0, 1), got {values['drop_path_prob']}")
-    if not 0.0 <= values["label_smoothing"] < 1.0:
-        raise ValueError(f"--label_smoothing must be in [0, 1), got {values['label_smoothing']}")
-    if values["cutout"] < 0 or values["lr_warmup_epochs"] < 0:
-        raise ValueError("--cutout and --lr_warmup_epochs must be 0 or positive")
-    if values["steps_per_epoch"] is not None and values["steps_per_epoch"] < 1:
-        raise ValueError(f"--steps_per_epoch must be positive, got {values['steps_per_epoch']}")
     return _sectioned(TrainConfig, values, genotype=genotype, network=network)

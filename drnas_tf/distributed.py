@@ -63,6 +63,8 @@ def make_strategy(strategy="auto", num_gpus=-1):
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"--strategy={strategy!r} must be one of: {', '.join(STRATEGIES)}")
+    if num_gpus < -1:
+        raise ValueError(f"--num_gpus must be -1 (all visible GPUs), 0 or positive, got {num_gpus}")
     tf_config = cluster_from_environment()
     if strategy == "auto":
         strategy = "multi_worker" if describes_cluster(tf_config) else "mirrored"

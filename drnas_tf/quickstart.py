@@ -79,8 +79,10 @@ def retrain_export_classify(genotype, name):
 def main(argv):
     if len(argv) > 1:
         raise ValueError(f"unexpected arguments: {' '.join(argv[1:])}")
+    from drnas_tf.config import SEED, check_range
     from drnas_tf.spaces import parse_genotype, random_genotype
 
+    check_range("random_seed", FLAGS.random_seed, SEED)
     started = time.time()
     search_dir = os.path.join(FLAGS.model_dir, "search")
     run_step("drnas_tf.search", f"--flagfile={resolve_flagfile(FLAGS.search_flagfile)}", f"--model_dir={search_dir}",

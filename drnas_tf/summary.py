@@ -36,8 +36,10 @@ def main(argv):
     del argv
     start = time.time()
     from drnas_tf import complexity
+    from drnas_tf.config import SEED, check_range
     from drnas_tf.spaces import build_supernet_for, parse_genotype
 
+    check_range("seed", FLAGS.seed, SEED)
     if FLAGS.genotype is not None:
         genotype = parse_genotype(FLAGS.genotype)
         for flag in ("k", "num_keep", "nb201_bypass", "method"):  # the supernet flags

@@ -37,6 +37,7 @@ import time
 from absl import flags
 
 from drnas_tf import cli, relaxations, search
+from drnas_tf.config import NON_NEGATIVE, SEED, check_range
 from drnas_tf.outputs import atomic_write_text
 from drnas_tf.spaces import nb201
 from drnas_tf.tables import csv_text, markdown_table
@@ -81,6 +82,8 @@ def parse_runs(methods, seeds):
         raise ValueError(f"--seeds={','.join(seeds)} must be a comma-separated list of integers") from None
     if not seeds:
         raise ValueError("--seeds is empty")
+    for seed in seeds:
+        check_range("seeds", seed, SEED)
     return [(method, seed) for method in methods for seed in seeds]
 
 
@@ -377,8 +380,8 @@ def main(argv):
     if FLAGS.model_dir:
         raise ValueError("--model_dir is set per run by the sweep (SWEEP_DIR/METHOD/seed_S/search); remove it")
     runs = parse_runs(FLAGS.methods, FLAGS.seeds)
-    if FLAGS.retrain_epochs < 0:
-        raise ValueError(f"--retrain_epochs must be 0 or positive, got {FLAGS.retrain_epochs}")
+    check_range("retrain_epochs", FLAGS.retrain_epochs, NON_NEGATIVE)
+    check_range("random_seed", FLAGS.random_seed, SEED)
     if FLAGS.train_flagfile and not os.path.isfile(FLAGS.train_flagfile):
         raise ValueError(f"--train_flagfile={FLAGS.train_flagfile} does not exist")
     config = search.config_from_flags()  # the search flags must describe a valid search before anything runs

@@ -58,6 +58,22 @@ CASES = [
     ("drnas_tf.search", [*SMALL_NB201, "--nb201_benchmark={tmp}/b.csv"], "b.csv does not exist", 2),
     ("drnas_tf.search", [*SMALL_NB201, "--nb201_benchmark={tmp}/empty"], "pip install nats_bench", 2),
     ("drnas_tf.search", [*SMALL_NB201, "--trajectory_samples=-1"], "must be 0 or positive", 2),
+    # Numbers out of range, caught before any work.
+    ("drnas_tf.search", [*SMALL_NB201, "--learning_rate=-1"], "--learning_rate must be positive, got -1.0", 2),
+    ("drnas_tf.search", [*SMALL_NB201, "--arch_learning_rate=nan"], "--arch_learning_rate must be 0 or positive, "
+     "got nan", 2),
+    ("drnas_tf.search", [*SMALL_NB201, "--seed=-5"], "--seed must be in [0, 4294967295], got -5", 2),
+    ("drnas_tf.search", [*SMALL_NB201, "--momentum=1.5"], "--momentum must be in [0, 1), got 1.5", 2),
+    ("drnas_tf.search", [*SMALL_NB201, "--reg_scale=inf"], "--reg_scale must be 0 or positive, got inf", 2),
+    ("drnas_tf.search", [*SMALL_NB201, "--method=gumbel", "--gumbel_temperature=nan"],
+     "--gumbel_temperature must be positive, got nan", 2),
+    ("drnas_tf.search", [*SMALL_NB201, "--progress=7"], "--progress must be 0, 1 or 2, got 7", 2),
+    ("drnas_tf.search", [*SMALL_NB201, "--num_gpus=-2"], "--num_gpus must be -1 (all visible GPUs), 0 or positive, "
+     "got -2", 2),
+    ("drnas_tf.train", [f"--genotype={NB201}", "--dataset=digits", "--weight_decay=-0.1"],
+     "--weight_decay must be 0 or positive, got -0.1", 2),
+    ("drnas_tf.train", [f"--genotype={NB201}", "--dataset=digits", "--epochs=0"], "--epochs must be positive, got 0", 2),
+    ("drnas_tf.summary", ["--search_space=nb201", "--seed=-1"], "--seed must be in [0, 4294967295], got -1", 2),
     # Output.
     ("drnas_tf.search", [*SMALL_NB201, "--model_dir={tmp}/afile/run"], "is not writable: Not a directory", 2),
     # Genotypes.

@@ -226,6 +226,8 @@ def test_random_only_sweep_end_to_end(tmp_path):
      "k=3 does not divide"),
     (["--methods="], "--methods is empty and --random_genotypes=0: nothing to run"),
     (["--random_genotypes=-1"], "--random_genotypes must be 0 or positive, got -1"),
+    (["--seeds=0,-3"], "--seeds must be in [0, 4294967295], got -3"),
+    (["--random_seed=-1"], "--random_seed must be in [0, 4294967295], got -1"),
     (["--random_genotypes=2", "--retrain_epochs=1"], "--random_genotypes needs --search_space=nb201, got darts"),
     (["--random_genotypes=2", "--search_space=nb201", "--dataset=digits"], "--random_genotypes needs --retrain_epochs"),
     (["--random_genotypes=2", "--retrain_epochs=1", "--search_space=nb201", "--dataset=digits",
