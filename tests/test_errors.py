@@ -100,7 +100,7 @@ CASES = [
      "dataset cifar10 (cifar10) is not prepared in", 2),
     ("drnas_tf.train", [f"--genotype={NB201}", "--dataset=digits", "--model_dir={tmp}/afile/run"],
      "is not writable: Not a directory", 2),
-    # Summaries and exports.
+    # Summaries, exports and predictions.
     ("drnas_tf.summary", ["--genotype=DARTS_V2", "--k=4"], "--k describes a supernet and cannot be combined with --genotype", 2),
     ("drnas_tf.summary", ["--search_space=nb201", "--genotype=DARTS_V2"],
      "--genotype is a darts genotype but --search_space=nb201", 2),
@@ -109,6 +109,12 @@ CASES = [
     ("drnas_tf.summary", ["--search_space=nb201", "--image_size=big"], "--image_size='big' must be a positive size", 2),
     ("drnas_tf.export", ["--model_dir={tmp}/empty", "--export_dir={tmp}/run"], "holds no trained model (no "
      "train_config.json)", 2),
+    ("drnas_tf.predict", ["{tmp}/afile"], "--export_dir is required", 2),
+    ("drnas_tf.predict", ["--export_dir={tmp}/empty"], "expected at least one IMAGE", 2),
+    ("drnas_tf.predict", ["--export_dir={tmp}/empty", "--top_k=0", "{tmp}/afile"],
+     "--top_k must be positive, got 0", 2),
+    ("drnas_tf.predict", ["--export_dir={tmp}/empty", "{tmp}/photo.png"], "photo.png does not exist", 2),
+    ("drnas_tf.predict", ["--export_dir={tmp}/empty", "{tmp}/afile"], "holds no SavedModel (no saved_model.pb)", 2),
 ]
 
 

@@ -1,4 +1,5 @@
-"""SavedModel export, checked the way users serve it: tf.saved_model.load, saved_model_cli, bad requests.
+"""SavedModel export, checked the way users serve it: tf.saved_model.load, saved_model_cli, the README's REST
+request, bad requests.
 
 Tolerance: the SavedModel runs the same float32 graph as the Keras model, so logits agree to 1e-5
 (measured: under 1e-7).
@@ -6,6 +7,7 @@ Tolerance: the SavedModel runs the same float32 graph as the Keras model, so log
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 
@@ -22,6 +24,8 @@ from drnas_tf.spaces import parse_genotype
 GENOTYPE = parse_genotype("|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|none~0|avg_pool_3x3~1|skip_connect~2|")
 LOGITS_TOLERANCE = 1e-5
 SAVED_MODEL_CLI = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
+README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
+REQUEST_MARK = "<!-- serving request:"
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +108,45 @@ def test_saved_model_cli_show_and_run(exported, tmp_path):
     assert ran.returncode == 0, ran.stderr[-2000:]
     logits = np.load(tmp_path / "out" / "logits.npy")
     np.testing.assert_allclose(logits, keras_logits(str(root / "run"), images[:3]), atol=LOGITS_TOLERANCE)
+
+
+def readme_request():
+    """(JSON body, curl line) of the README's marked serving request: the body is what its python line prints."""
+    text = open(README, encoding="utf-8").read()
+    assert text.count(REQUEST_MARK) == 1
+    block = text.split(REQUEST_MARK)[1].split("```bash\n", 1)[1].split("```", 1)[0].splitlines()
+    (python_line,) = [line for line in block if line.startswith("python -c ")]
+    (curl_line,) = [line for line in block if line.startswith("curl ")]
+    words = shlex.split(python_line)
+    assert words[3:] == [">", "request.json"], words
+    printed = subprocess.run([sys.executable, "-c", words[2]], capture_output=True, text=True, check=True)
+    return json.loads(printed.stdout), curl_line
+
+
+def test_readme_rest_request_fits_the_serving_signature(exported, tmp_path):
+    """The body a user copies from the README feeds serving_default: name, uint8 range and shape, and it runs."""
+    _, export_dir = exported
+    body, curl_line = readme_request()
+    assert curl_line == "curl -d @request.json http://localhost:8501/v1/models/drnas:predict"
+    assert "--model_name=drnas --model_base_path=/srv/models/drnas" in open(README, encoding="utf-8").read()
+    assert set(body) == {"signature_name", "instances"} and body["signature_name"] == "serving_default"
+    instances = np.array(body["instances"])
+    assert instances.dtype == np.int64 and instances.shape == (1, 32, 32, 3)
+    assert instances.min() >= 0 and instances.max() <= 255  # values a uint8 input takes as they are
+    shown = saved_model_cli("show", "--dir", export_dir, "--tag_set", "serve", "--signature_def", "serving_default")
+    assert shown.returncode == 0, shown.stderr[-2000:]
+    assert "inputs['images'] tensor_info:\n      dtype: DT_UINT8\n      shape: (-1, 32, 32, 3)" in shown.stdout
+    assert shown.stdout.count("inputs[") == 1  # `instances` fills the one input
+    ran = saved_model_cli("run", "--dir", export_dir, "--tag_set", "serve", "--signature_def", "serving_default",
+                          "--input_exprs", f"images={json.dumps(body['instances'])}", "--outdir", str(tmp_path))
+    assert ran.returncode == 0, ran.stderr[-2000:]
+    outputs = {name: np.load(tmp_path / f"{name}.npy", allow_pickle=True)
+               for name in ("logits", "probabilities", "classes", "class_names")}
+    assert outputs["probabilities"].shape == outputs["logits"].shape == (1, 10)
+    assert outputs["classes"].shape == outputs["class_names"].shape == (1,)
+    served = tf.saved_model.load(export_dir).signatures["serving_default"](images=tf.constant(instances, tf.uint8))
+    assert outputs["classes"][0] == served["classes"].numpy()[0]
+    np.testing.assert_allclose(outputs["probabilities"], served["probabilities"].numpy(), atol=1e-6)
 
 
 def test_export_refuses_unfinished_runs_and_existing_dirs(exported, tmp_path):

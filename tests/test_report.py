@@ -80,6 +80,7 @@ def test_darts_records_without_analysis(tmp_path):
     figure = report.build_figure(records)
     try:
         assert_no_empty_panel(figure)
+        assert_grid_filled_row_by_row(figure)
         top = top_probability_axes(figure)
         assert len(edge_lines(top)) == 28 and top.get_legend() is None and "28 edges, no legend" in top.get_title()
         assert len(figure.axes) == 1 + 28  # no benchmark, no samples: top panel and edge panels only
@@ -91,6 +92,17 @@ def assert_no_empty_panel(figure):
     """Every axes draws something: a grid cell with an empty frame is what the layout must not produce."""
     for axes in figure.axes:
         assert axes.lines or axes.collections, f"empty panel {axes.get_title()!r}"
+
+
+def assert_grid_filled_row_by_row(figure):
+    """The panels' grid cells run from the first cell without a gap and leave less than one row free: no row
+    is mostly empty, as a top row of benchmark panels above wider rows of edge panels would be."""
+    specs = [axes.get_subplotspec() for axes in figure.axes]  # a twin axis shares its panel's cell
+    assert all(spec is not None and spec.get_gridspec() is specs[0].get_gridspec() for spec in specs)
+    rows, columns = specs[0].get_gridspec().get_geometry()
+    cells = {cell for spec in specs for cell in range(spec.num1, spec.num2 + 1)}
+    assert cells == set(range(len(cells))), f"empty cells between panels in a {rows}x{columns} grid"
+    assert rows * columns - len(cells) < columns, f"{len(cells)} panels in a {rows}x{columns} grid"
 
 
 def top_probability_axes(figure):
@@ -108,6 +120,7 @@ def test_nb201_figure_has_every_panel_and_no_empty_one(nb201_run):
     figure = report.build_figure(records)
     try:
         assert_no_empty_panel(figure)
+        assert_grid_filled_row_by_row(figure)
         titles = [axes.get_title() for axes in figure.axes]
         for dataset in benchmark.DATASETS:
             assert f"{dataset} test accuracy (%)" in titles
@@ -146,6 +159,7 @@ def test_top_probability_is_the_largest_dirichlet_mean_of_each_edge():
     figure = report.build_figure(records)
     try:
         assert_no_empty_panel(figure)
+        assert_grid_filled_row_by_row(figure)
         lines = edge_lines(top_probability_axes(figure))
         assert len(lines) == 6
         for edge, line in enumerate(lines):
