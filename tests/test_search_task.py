@@ -75,7 +75,8 @@ def test_tensorboard_events_hold_the_tags(finished_run):
     events.Reload()
     tags = set(events.Tags()["tensors"])
     expected = {"train/loss", "train/accuracy", "valid/loss", "valid/accuracy", "learning_rate/weights",
-                "learning_rate/arch", "arch/cell/mean_entropy", "arch/cell/entropy/edge_00",
+                "learning_rate/arch", "arch/cell/mean_op_entropy", "arch/cell/op_entropy/edge_00",
+                "arch/cell/mean_differential_entropy", "arch/cell/differential_entropy/edge_05",
                 "arch/cell/dirichlet_mean", "arch/cell/concentration", "genotype"}
     assert expected <= tags, expected - tags
     losses = [float(tf.make_ndarray(e.tensor_proto)) for e in events.Tensors("train/loss")]
