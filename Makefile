@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 
-.PHONY: install quickstart quickstart-compare test test-fast bazel-test clean
+.PHONY: install browser quickstart quickstart-compare test test-fast bazel-test clean
 
 $(VENV)/installed: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +13,14 @@ $(VENV)/installed: requirements.txt
 	touch $@
 
 install: $(VENV)/installed
+
+# Headless Chromium, which the TensorBoard screenshot test drives (tests/test_search_task.py): Debian's
+# chromium, installed when it is missing and apt-get can run as root; otherwise that test skips, saying why.
+browser:
+	@if command -v chromium >/dev/null; then :; \
+	elif command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; \
+	else echo "no chromium, and no apt-get to run as root: the TensorBoard screenshot test will skip"; fi
 
 # The main job on the built-in offline dataset (drnas_tf/quickstart.py): a short DrNAS search on digits,
 # retraining of the genotype found, SavedModel export, and the SavedModel's test accuracy.
@@ -24,7 +32,7 @@ quickstart-compare: install
 	$(PY) -m drnas_tf.quickstart --model_dir=runs/quickstart --compare_random
 
 # The whole suite, slow tests included (what CI runs).
-test: install
+test: install browser
 	$(PY) -m pytest tests -q
 
 # Without the tests marked slow.

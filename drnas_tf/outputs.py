@@ -1,5 +1,6 @@
 """What a search run writes to its model_dir: TensorBoard summaries and genotype files, atomically."""
 
+import io
 import json
 import os
 
@@ -11,7 +12,12 @@ from drnas_tf import distributed, relaxations
 
 GENOTYPE_FILE = "genotype.json"
 STATE_FILE = "state.json"  # where a search or a retraining run records how far it got, beside its checkpoint
-HEATMAP_SCALE = 16  # pixels per (edge, op) cell of the TensorBoard heatmaps
+HEATMAP_DPI = 80  # pixels per inch of the TensorBoard heatmaps (heatmap_size)
+HEATMAP_MARGINS = (1.3, 1.1, 0.35, 1.0)  # inches left (edge names), right (colour bar), top (title), bottom
+OP_ENTROPY_DESCRIPTION = ("Shannon entropy (nats) of each edge's Dirichlet mean over its kept operations, "
+                          "averaged over edges: log K when undecided, 0 when one operation holds all.")
+DIFFERENTIAL_ENTROPY_DESCRIPTION = ("Differential entropy of each edge's Dirichlet over its kept operations, "
+                                    "averaged over edges: not bounded below by 0, falls as the concentration grows.")
 _LOG_TAGS = {"loss": "train/loss", "accuracy": "train/accuracy", "valid_loss": "valid/loss",
              "valid_accuracy": "valid/accuracy", "eval_loss": "eval/loss", "eval_accuracy": "eval/accuracy"}
 
@@ -94,24 +100,106 @@ def top_operations(record):
     return rows
 
 
+def operation_entropy(probabilities):
+    """Shannon entropy (nats) of each row of [edges, ops] operation probabilities. Pruned operations hold 0 and
+    add nothing, so an edge with K kept operations lies in [0, log K]: log K while all are equally likely, 0
+    once one holds everything. Unlike the Dirichlet's differential entropy it reads as "how undecided"."""
+    probabilities = np.asarray(probabilities, np.float64)
+    logs = np.log(np.where(probabilities > 0, probabilities, 1.0))
+    return -(probabilities * logs).sum(axis=1)
+
+
 def edge_statistics(supernet):
-    """Per cell type: Dirichlet mean [edges, ops] (pruned ops 0), concentration [edges, ops] and the
-    differential entropy of each edge's Dirichlet over its kept operations [edges]."""
+    """Per cell type: Dirichlet mean [edges, ops] (pruned ops 0), concentration [edges, ops], and per edge
+    [edges] the operation entropy of the mean (`operation_entropy`) and the differential entropy of the
+    Dirichlet over the kept operations."""
     stats = {}
     means = relaxations.dirichlet_means({name: param.numpy() for name, param in supernet.arch.items()}, supernet.masks)
     for name, (mean, beta) in means.items():
         mask = supernet.masks[name]
-        entropy = np.array([float(tfp.distributions.Dirichlet(row[kept]).entropy())
-                            for row, kept in zip(beta, mask)])
-        stats[name] = {"mean": mean, "concentration": beta, "entropy": entropy}
+        differential = np.array([float(tfp.distributions.Dirichlet(row[kept]).entropy())
+                                 for row, kept in zip(beta, mask)])
+        stats[name] = {"mean": mean, "concentration": beta, "op_entropy": operation_entropy(mean),
+                       "differential_entropy": differential}
     return stats
 
 
-def _heatmap(values):
-    """[edges, ops] values in [0, max] as a [1, H, W, 1] grey image, each cell HEATMAP_SCALE pixels wide."""
-    scaled = values / max(values.max(), 1e-12)
-    image = np.kron(scaled, np.ones((HEATMAP_SCALE, HEATMAP_SCALE)))
-    return image[None, :, :, None].astype(np.float32)
+def heatmap_figure(values, mask, ops, edges, title, label, vmax):
+    """[edges, ops] `values` as a labelled heatmap Figure (`png` renders it): operation names across, edge names
+    down, each value printed in its cell, a colour bar from 0 to `vmax`, and pruned operations (mask false)
+    blank and hatched so that they cannot be read as a small value.
+
+    A bare Figure on the Agg canvas, not pyplot: nothing needs a display, and no global registry keeps a figure
+    alive once its caller drops it. Margins are fixed (HEATMAP_MARGINS) rather than computed by a layout engine,
+    which would cost more than the drawing; the image is heatmap_size * HEATMAP_DPI pixels.
+    """
+    import matplotlib
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Rectangle
+
+    values, mask = np.asarray(values, np.float64), np.asarray(mask, bool)
+    (width, height), (left, right, top, bottom) = heatmap_size(values.shape), HEATMAP_MARGINS
+    figure = Figure(figsize=(width, height), dpi=HEATMAP_DPI)
+    FigureCanvasAgg(figure)
+    axes = figure.add_axes((left / width, bottom / height, 1 - (left + right) / width, 1 - (top + bottom) / height))
+    bar = figure.add_axes((1 - (right - 0.2) / width, bottom / height, 0.15 / width, 1 - (top + bottom) / height))
+    colours = matplotlib.colormaps["viridis"].with_extremes(bad="white")
+    image = axes.imshow(np.ma.masked_array(values, ~mask), cmap=colours, vmin=0.0, vmax=vmax, aspect="auto")
+    figure.colorbar(image, cax=bar, label=label)
+    for (edge, op), value in np.ndenumerate(values):
+        if mask[edge, op]:
+            shade = "black" if value / vmax > 0.6 else "white"  # viridis turns light above ~0.6
+            axes.text(op, edge, f"{value:.2f}", ha="center", va="center", fontsize=8, color=shade)
+        else:
+            axes.add_patch(Rectangle((op - 0.5, edge - 0.5), 1, 1, fill=False, hatch="//", edgecolor="0.75"))
+    axes.set_xticks(range(len(ops)), ops, rotation=30, ha="right", fontsize=8)
+    axes.set_yticks(range(len(edges)), edges, fontsize=8)
+    axes.set_xlabel("operation (hatched: pruned)")
+    axes.set_ylabel("edge (node<-input)")
+    axes.set_title(title, fontsize=10)
+    return figure
+
+
+def png(figure):
+    """A Figure (heatmap_figure) as PNG bytes, drawn by its Agg canvas."""
+    buffer = io.BytesIO()
+    figure.canvas.print_png(buffer)
+    return buffer.getvalue()
+
+
+def heatmap_size(shape):
+    """(width, height) in inches of the heatmap of an [edges, ops] table: the margins plus a fixed cell size."""
+    edges, ops = shape
+    left, right, top, bottom = HEATMAP_MARGINS
+    return left + right + 0.8 * ops, top + bottom + 0.3 * edges
+
+
+def _image(figure):
+    """A Figure as the [1, H, W, 3] uint8 tensor tf.summary.image takes."""
+    return tf.image.decode_png(png(figure), channels=3)[None]
+
+
+def _log_cell(name, cell, supernet, epoch):
+    """One cell type's `edge_statistics` under arch/<name>/: the mean operation entropy and mean differential
+    entropy over edges, both per edge (edge_NN in the architecture tensor's row order), and the Dirichlet mean
+    and concentration heatmaps."""
+    tf.summary.scalar(f"arch/{name}/mean_op_entropy", cell["op_entropy"].mean(), description=OP_ENTROPY_DESCRIPTION)
+    tf.summary.scalar(f"arch/{name}/mean_differential_entropy", cell["differential_entropy"].mean(),
+                      description=DIFFERENTIAL_ENTROPY_DESCRIPTION)
+    for edge, (entropy, differential) in enumerate(zip(cell["op_entropy"], cell["differential_entropy"])):
+        tf.summary.scalar(f"arch/{name}/op_entropy/edge_{edge:02d}", entropy)
+        tf.summary.scalar(f"arch/{name}/differential_entropy/edge_{edge:02d}", differential)
+    ops, edges, mask = supernet.space.ops, supernet.space.edge_names(name), supernet.masks[name]
+    mean = heatmap_figure(cell["mean"], mask, ops, edges, f"{name}: Dirichlet mean, epoch {epoch}",
+                          "probability", vmax=1.0)
+    tf.summary.image(f"arch/{name}/dirichlet_mean", _image(mean),
+                     description="Each edge's operation probabilities (Dirichlet mean); hatched: pruned.")
+    beta = cell["concentration"]  # scaled to at least 2, so that the initial 1 (eta = 0) sits mid-scale
+    concentration = heatmap_figure(beta, mask, ops, edges, f"{name}: concentration, epoch {epoch}",
+                                   "concentration elu(eta) + 1", vmax=max(2.0, float(beta.max())))
+    tf.summary.image(f"arch/{name}/concentration", _image(concentration),
+                     description="Each edge's Dirichlet concentration; hatched: pruned.")
 
 
 class SearchSummaries:
@@ -134,11 +222,7 @@ class SearchSummaries:
             for name, value in learning_rates.items():
                 tf.summary.scalar(f"learning_rate/{name}", value)
             for name, cell in stats.items():
-                tf.summary.scalar(f"arch/{name}/mean_entropy", cell["entropy"].mean())
-                for edge, entropy in enumerate(cell["entropy"]):
-                    tf.summary.scalar(f"arch/{name}/entropy/edge_{edge:02d}", entropy)
-                tf.summary.image(f"arch/{name}/dirichlet_mean", _heatmap(cell["mean"]))
-                tf.summary.image(f"arch/{name}/concentration", _heatmap(cell["concentration"]))
+                _log_cell(name, cell, supernet, epoch)
             tf.summary.text("genotype", genotype.to_text())
             for metric, value in (analysis.get("benchmark") or {}).items():
                 tf.summary.scalar(f"benchmark/{metric}", value)

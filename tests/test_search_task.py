@@ -2,7 +2,14 @@
 
 import json
 import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 
+import matplotlib
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -75,7 +82,8 @@ def test_tensorboard_events_hold_the_tags(finished_run):
     events.Reload()
     tags = set(events.Tags()["tensors"])
     expected = {"train/loss", "train/accuracy", "valid/loss", "valid/accuracy", "learning_rate/weights",
-                "learning_rate/arch", "arch/cell/mean_entropy", "arch/cell/entropy/edge_00",
+                "learning_rate/arch", "arch/cell/mean_op_entropy", "arch/cell/op_entropy/edge_00",
+                "arch/cell/mean_differential_entropy", "arch/cell/differential_entropy/edge_05",
                 "arch/cell/dirichlet_mean", "arch/cell/concentration", "genotype"}
     assert expected <= tags, expected - tags
     losses = [float(tf.make_ndarray(e.tensor_proto)) for e in events.Tensors("train/loss")]
@@ -84,6 +92,71 @@ def test_tensorboard_events_hold_the_tags(finished_run):
     np.testing.assert_allclose(rates, [0.05, 0.001 + 0.049 * 0.75, 0.001 + 0.049 * 0.25], rtol=1e-6)  # cosine
     text = tf.make_ndarray(events.Tensors("genotype")[-1].tensor_proto).item().decode()
     assert text.startswith("|") and text.count("~") == 6
+
+
+def _free_port():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _served_image_tags(url, server, deadline):
+    """The images plugin's {run: {tag: ...}} once TensorBoard has loaded both heatmaps of the run."""
+    while time.monotonic() < deadline:
+        assert server.poll() is None, f"tensorboard exited with {server.returncode}"
+        try:
+            with urllib.request.urlopen(f"{url}/data/plugin/images/tags", timeout=5) as response:
+                tags = json.load(response)
+            if {"arch/cell/dirichlet_mean", "arch/cell/concentration"} <= set(tags.get(".", {})):
+                return tags
+        except OSError:
+            pass
+        time.sleep(0.5)
+    raise AssertionError("tensorboard did not serve the heatmaps within 120 s")
+
+
+def _near(pixels, colour, tolerance=6):
+    return int((np.abs(pixels - np.array(colour)) <= tolerance).all(axis=-1).sum())
+
+
+@pytest.mark.slow
+def test_tensorboard_shows_the_labelled_heatmaps(finished_run, tmp_path):
+    """TensorBoard serves the search's heatmaps at their drawn size, and headless Chromium's screenshot of the
+    Images tab (its path is printed, for a person to look at) shows their colours, not a blank page."""
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("no chromium on PATH (Debian: apt-get install chromium; `make test` installs it as root)")
+    model_dir, _ = finished_run
+    url = f"http://127.0.0.1:{_free_port()}"
+    with open(tmp_path / "tensorboard.log", "w") as log:
+        server = subprocess.Popen([sys.executable, "-m", "tensorboard.main", "--logdir",
+                                   os.path.join(model_dir, "tensorboard"), "--host", "127.0.0.1",
+                                   "--port", url.rsplit(":", 1)[1]], stdout=log, stderr=log)
+    try:
+        _served_image_tags(url, server, time.monotonic() + 120)
+        query = "run=.&tag=arch/cell/dirichlet_mean&sample=0"
+        with urllib.request.urlopen(f"{url}/data/plugin/images/images?{query}", timeout=10) as response:
+            steps = json.load(response)
+        assert [step["step"] for step in steps] == [0, 1, 2]
+        with urllib.request.urlopen(f"{url}/data/plugin/images/individualImage?{steps[-1]['query']}",
+                                    timeout=10) as response:
+            served = tf.image.decode_png(response.read()).numpy()
+        assert served.shape[:2] == (252, 512)  # as drawn (tests/test_outputs.py)
+        screenshot = tmp_path / "tensorboard_images.png"
+        subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                        f"--user-data-dir={tmp_path / 'chromium'}", "--force-device-scale-factor=2",
+                        "--window-size=1200,700", "--virtual-time-budget=20000", f"--screenshot={screenshot}",
+                        f"{url}/#images"], check=True, capture_output=True, timeout=120)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    print(f"TensorBoard Images tab: {screenshot}")
+    pixels = tf.image.decode_png(screenshot.read_bytes(), channels=3).numpy().astype(int)
+    assert pixels.shape == (1400, 2400, 3)
+    viridis = matplotlib.colormaps["viridis"]
+    for level in (0.05, 0.3, 0.6, 0.95):  # the colour bars hold every level; a blank page holds none
+        colour = np.round(np.array(viridis(level)[:3]) * 255)
+        assert _near(pixels, colour) >= 20, (level, colour, screenshot)
 
 
 def scalars(events, tag):
