@@ -9,7 +9,8 @@
 
 Synthetic 32x32 images, batch 64 for each of the two halves, architecture updates on; medians over
 `--iterations` after 3 warm-up iterations. `peak_rss_mb` is the process's peak resident memory,
-`rss_after_build_mb` the resident memory once the model and optimizers exist, `rss_after_trace_mb` once the
+`rss_baseline_mb` the resident memory once TensorFlow and drnas_tf are imported (before any model),
+`rss_after_build_mb` once the model and optimizers exist, `rss_after_trace_mb` once the
 train step is traced (before TF optimises and runs it). `build_s` is the time to build the model and
 optimizers, `first_step_s` that of the first step (tracing, graph optimisation, first run). `--graph_nodes`
 counts the nodes of the traced train step instead: a size that, unlike time, does not depend on the load.
@@ -36,10 +37,14 @@ CONFIGS = {
     "darts_c16_l8_k4": dict(space="darts", init_channels=16, layers=8, k=4),
     "darts_c18_l8_k6": dict(space="darts", init_channels=18, layers=8, k=6),
     "darts_c18_l8_k6_keep4_k3": dict(space="darts", init_channels=18, layers=8, k=3, num_keep=4),
-    # The full-size CIFAR search supernet (minutes to build and trace; not in the default set).
+    # The stages of the paper's searches, for benchmarks/gpu_check.sh's projections (not in the default set):
+    # NB201 progressive stage 2, and the full-size CIFAR search supernet's two stages (minutes to build and trace).
+    "nb201_k2_keep3": dict(space="nb201", init_channels=16, cells_per_stage=5, k=2, num_keep=3),
     "darts_c36_l20_k6": dict(space="darts", init_channels=36, layers=20, k=6),
+    "darts_c36_l20_k4_keep4": dict(space="darts", init_channels=36, layers=20, k=4, num_keep=4),
 }
-DEFAULT_CONFIGS = [name for name in CONFIGS if name != "darts_c36_l20_k6"]
+DEFAULT_CONFIGS = ["nb201_k4", "nb201_k2", "nb201_k1", "nb201_k4_unrolled", "darts_c16_l8_k4", "darts_c18_l8_k6",
+                   "darts_c18_l8_k6_keep4_k3"]
 WARMUP_ITERATIONS = 3
 
 
@@ -49,6 +54,15 @@ def rss_mb():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def peak_gpu_mb():
+    """Peak memory TensorFlow allocated on the first GPU so far (None without a GPU)."""
+    import tensorflow as tf
+
+    if not tf.config.list_physical_devices("GPU"):
+        return None
+    return round(tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20, 1)
 
 
 def build(name, batch_size, recompute_cells=False):
@@ -104,6 +118,9 @@ def measure(name, iterations, batch_size, jit_compile=False, intra_op_threads=0,
     tf.config.threading.set_inter_op_parallelism_threads(inter_op_threads)
     if disable_graph_optimizer:
         tf.config.optimizer.set_experimental_options({"disable_meta_optimizer": True})
+    from drnas_tf import progressive, search_model, spaces  # noqa: F401  (imported before the baseline)
+
+    rss_baseline = rss_mb()
     start = time.perf_counter()
     searcher, supernet, batch = build(name, batch_size, recompute_cells)
     rss_after_build, build_s = rss_mb(), time.perf_counter() - start
@@ -134,9 +151,11 @@ def measure(name, iterations, batch_size, jit_compile=False, intra_op_threads=0,
     return {"config": name, "train_ms_median": round(float(np.median(train_ms)), 1),
             "train_ms_min": round(float(np.min(train_ms)), 1), "infer_ms_median": round(float(np.median(infer_ms)), 1),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-            "rss_after_build_mb": round(rss_after_build, 1), "rss_after_trace_mb": round(rss_after_trace, 1),
+            "rss_baseline_mb": round(rss_baseline, 1), "rss_after_build_mb": round(rss_after_build, 1),
+            "rss_after_trace_mb": round(rss_after_trace, 1),
             "build_s": round(build_s, 1),
-            "first_step_s": round(first_step_s, 1), "iterations": iterations, "batch_size": batch_size}
+            "first_step_s": round(first_step_s, 1), "iterations": iterations, "batch_size": batch_size,
+            "peak_gpu_mb": peak_gpu_mb()}
 
 
 def main():

@@ -1,0 +1,68 @@
+"""Ours against the official code, on the same machine in the same session: time and memory ratios per configuration.
+
+    .venv/bin/python benchmarks/side_by_side.py --reference_python=TORCH_VENV/bin/python --reference_dir=PATH
+
+For each configuration and round, the reference's iteration (benchmarks/reference_step.py, under a Python with
+PyTorch) and then ours (benchmarks/search_step.py) run in fresh processes, one after the other, so both see the
+same machine. Prints one JSON line per run, then a markdown table: per configuration the medians over rounds of
+each program's ms per iteration and peak RSS, the time ratio ours / reference, and each program's RSS growth
+over its own baseline (peak minus the resident memory once its framework is imported). Only these ratios are
+comparable across machines (docs/performance.md).
+"""
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DEFAULT = ["nb201_k4", "nb201_k2", "nb201_k1", "darts_c16_l8_k4", "darts_c18_l8_k6", "darts_c18_l8_k6_keep4_k3"]
+
+
+def run(command):
+    """The JSON line a benchmark process prints last."""
+    output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+    return json.loads(output.strip().splitlines()[-1])
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reference_python", required=True, help="a Python with PyTorch and NumPy")
+    parser.add_argument("--reference_dir", required=True, help="checkout of the official DrNAS code")
+    parser.add_argument("--configs", default=",".join(DEFAULT), help="comma-separated search_step.py configurations")
+    parser.add_argument("--iterations", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=1, help="reference-then-ours runs per configuration")
+    args = parser.parse_args()
+    rows = []
+    for name in args.configs.split(","):
+        results = {"reference": [], "ours": []}
+        for _ in range(args.rounds):
+            results["reference"].append(run([args.reference_python, os.path.join(HERE, "reference_step.py"),
+                                             f"--reference_dir={args.reference_dir}", f"--config={name}",
+                                             f"--iterations={args.iterations}"]))
+            results["ours"].append(run([sys.executable, os.path.join(HERE, "search_step.py"), f"--config={name}",
+                                        f"--iterations={args.iterations}"]))
+            for program, runs in results.items():
+                print(json.dumps({**runs[-1], "program": program}), flush=True)
+
+        def median(program, key):
+            return statistics.median(run[key] for run in results[program])
+
+        def growth(program):
+            return statistics.median(run["peak_rss_mb"] - run["rss_baseline_mb"] for run in results[program])
+
+        rows.append((name, median("reference", "train_ms_median"), median("ours", "train_ms_median"),
+                     median("reference", "peak_rss_mb"), median("ours", "peak_rss_mb"),
+                     growth("reference"), growth("ours")))
+    print("\n| configuration | reference ms | ours ms | ratio | reference peak RSS MB | ours peak RSS MB "
+          "| reference growth MB | ours growth MB |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, ref_ms, our_ms, ref_rss, our_rss, ref_growth, our_growth in rows:
+        print(f"| {name} | {ref_ms:,.0f} | {our_ms:,.0f} | {our_ms / ref_ms:.2f} | {ref_rss:,.0f} | {our_rss:,.0f} "
+              f"| {ref_growth:,.0f} | {our_growth:,.0f} |")
+
+
+if __name__ == "__main__":
+    main()
