@@ -15,13 +15,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from drnas_tf import config as config_lib, saved_model, train_task
-from drnas_tf.config import Execution
+from drnas_tf import saved_model
 from drnas_tf.data import augment, digits
 from drnas_tf.data.catalog import get_dataset_spec
 from drnas_tf.spaces import parse_genotype
+from tiny_export import GENOTYPE, train_and_export
 
-GENOTYPE = parse_genotype("|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|none~0|avg_pool_3x3~1|skip_connect~2|")
 LOGITS_TOLERANCE = 1e-5
 SAVED_MODEL_CLI = os.path.join(os.path.dirname(sys.executable), "saved_model_cli")
 README = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "README.md")
@@ -32,10 +31,7 @@ REQUEST_MARK = "<!-- serving request:"
 def exported(tmp_path_factory):
     """A digits run of a few steps (real data, real test split), exported."""
     root = tmp_path_factory.mktemp("export")
-    config = config_lib.train_config(GENOTYPE, "digits", init_channels=4, cells_per_stage=1, epochs=1,
-                                     batch_size=16, steps_per_epoch=3, cutout=0)
-    train_task.run_train(config, str(root / "run"), execution=Execution(progress=0))
-    export_dir = saved_model.export_run(str(root / "run"), str(root / "saved_model"))
+    _, export_dir = train_and_export(root)
     return root, export_dir
 
 

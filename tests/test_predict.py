@@ -10,12 +10,10 @@ import pytest
 import tensorflow as tf
 
 from cli_harness import run_module
-from drnas_tf import config as config_lib, saved_model, train_task
-from drnas_tf.config import Execution
+from drnas_tf import saved_model
 from drnas_tf.data import augment
-from drnas_tf.spaces import parse_genotype
+from tiny_export import train_and_export
 
-GENOTYPE = parse_genotype("|nor_conv_3x3~0|+|skip_connect~0|nor_conv_1x1~1|+|none~0|avg_pool_3x3~1|skip_connect~2|")
 PRINTED = 6e-5  # half the last printed decimal, and float noise
 HEADER = re.compile(r"^(?P<path>.+): (?P<height>\d+)x(?P<width>\d+)(?: -> (?P<size>\d+x\d+))?$")
 LINE = re.compile(r"^  (?P<rank>\d+)  (?P<probability>[01]\.\d{4})  (?P<name>.+)$")
@@ -26,11 +24,8 @@ NAMED = [f"class {chr(ord('a') + index)}" for index in range(10)]  # unlike digi
 def exports(tmp_path_factory):
     """A digits run of a few steps exported by export_run, and the same network with class names unlike indices."""
     root = tmp_path_factory.mktemp("predict")
-    config = config_lib.train_config(GENOTYPE, "digits", init_channels=4, cells_per_stage=1, epochs=1,
-                                     batch_size=16, steps_per_epoch=3, cutout=0)
-    train_task.run_train(config, str(root / "run"), execution=Execution(progress=0))
-    export_dir = saved_model.export_run(str(root / "run"), str(root / "saved_model"))
-    network, network_config, record, _ = saved_model.load_trained_network(str(root / "run"))
+    run_dir, export_dir = train_and_export(root)
+    network, network_config, record, _ = saved_model.load_trained_network(run_dir)
     saved_model.build_archive(network, network_config, record["genotype_text"], "{}", NAMED).write_out(
         str(root / "named"), verbose=False)
     return export_dir, str(root / "named")

@@ -1,0 +1,86 @@
+"""How long a user waits for the first step: from the command to the first finished step, at a stage boundary,
+and on resume, through the real `python -m drnas_tf.search`.
+
+    .venv/bin/python benchmarks/startup.py                      # the full-size CIFAR supernet on digits' images
+    .venv/bin/python benchmarks/startup.py --size=small         # an NB201 supernet, for a quick look
+
+The search runs two one-epoch stages (k 6 -> 4 and 7 -> 4 operations for the DARTS space, as the paper's CIFAR
+schedule) of 3 steps each, with architecture updates from the start and `--checkpoint_every_steps=1`, so that
+`state.json` is rewritten after every step; the script polls it. digits' images are 32x32, as CIFAR's, and the
+time to the first step does not depend on the data. It prints one JSON line:
+
+- `first_step_s`: command to the first step's state (process start, imports, data, building the supernet,
+  tracing, graph optimisation, the step and its checkpoint);
+- `next_step_s`: the second step, for scale;
+- `stage_boundary_s`: the end of stage 1 to the first step of stage 2 (pruning, rebuilding, widening, tracing
+  and graph optimisation again);
+- `resume_first_step_s`: the command, re-run after a SIGKILL one step into stage 2, to its first step.
+"""
+
+import argparse
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SIZES = {
+    "full": ["--search_space=darts", "--init_channels=36", "--layers=20", "--ks=6,4", "--num_keeps=7,4"],
+    "small": ["--search_space=nb201", "--init_channels=16", "--cells_per_stage=5", "--ks=4,2", "--num_keeps=5,3"],
+}
+STEPS = 3
+
+
+def state(model_dir):
+    """(epochs done, steps into the next) of the run's state.json, or None before it exists."""
+    try:
+        with open(os.path.join(model_dir, "state.json"), encoding="utf-8") as file:
+            saved = json.load(file)
+    except (OSError, ValueError):
+        return None
+    return saved["epoch"], saved["step"]
+
+
+def wait_for(process, model_dir, wanted, timeout):
+    """The time at which state.json first reads `wanted` (polled every 0.1 s)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if state(model_dir) == wanted:
+            return time.monotonic()
+        if process.poll() is not None:
+            raise SystemExit(f"the search ended before state {wanted}: exit {process.returncode}")
+        time.sleep(0.1)
+    raise SystemExit(f"no state {wanted} within {timeout} s")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", choices=sorted(SIZES), default="full")
+    parser.add_argument("--timeout", type=float, default=1800, help="seconds to wait for each state")
+    args = parser.parse_args()
+    model_dir = tempfile.mkdtemp(prefix="startup-")
+    command = [sys.executable, "-m", "drnas_tf.search", "--dataset=digits", *SIZES[args.size],
+               "--stage_epochs=1,1", f"--steps_per_epoch={STEPS}", "--batch_size=64", "--arch_warmup_epochs=0",
+               "--checkpoint_every_steps=1", "--progress=0", f"--model_dir={model_dir}"]
+    start = time.monotonic()
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = wait_for(process, model_dir, (0, 1), args.timeout)
+    second = wait_for(process, model_dir, (0, 2), args.timeout)
+    stage_end = wait_for(process, model_dir, (1, 0), args.timeout)
+    boundary = wait_for(process, model_dir, (1, 1), args.timeout)
+    process.send_signal(signal.SIGKILL)  # one step into stage 2; the same command resumes there
+    process.wait()
+    start_resume = time.monotonic()
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    resumed = wait_for(process, model_dir, (1, 2), args.timeout)
+    process.wait()
+    print(json.dumps({"size": args.size, "first_step_s": round(first - start, 1),
+                      "next_step_s": round(second - first, 1), "stage_boundary_s": round(boundary - stage_end, 1),
+                      "resume_first_step_s": round(resumed - start_resume, 1), "model_dir": model_dir}))
+
+
+if __name__ == "__main__":
+    main()
