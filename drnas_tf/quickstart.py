@@ -35,11 +35,16 @@ flags.DEFINE_integer("random_seed", 0, "Seed of the --compare_random genotype.")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def resolve_flagfile(path):
-    """`path` as given if it exists, else relative to the repository (so the defaults work from anywhere)."""
-    if os.path.exists(path) or os.path.isabs(path):
-        return path
-    return os.path.join(ROOT, path)
+def resolve_flagfile(flag):
+    """The file the flag names: as given if it exists, else relative to the repository (so the defaults work from
+    anywhere in a clone). An installed drnas_tf has no flags/, so there the defaults fail with the way out."""
+    path = getattr(FLAGS, flag)
+    for candidate in (path, os.path.join(ROOT, path)):
+        if os.path.isfile(candidate):
+            return candidate
+    raise ValueError(f"--{flag}={path} does not exist; the quickstart's flagfiles are in flags/ of a clone of the "
+                     "repository (an installed drnas_tf has none): run it in a clone, or pass --search_flagfile "
+                     "and --train_flagfile")
 
 
 def run_step(module, *args):
@@ -65,10 +70,10 @@ def classify_digits(export_dir):
     return float(np.mean(classes == labels))
 
 
-def retrain_export_classify(genotype, name):
+def retrain_export_classify(genotype, name, train_flagfile):
     """Steps 2–4 for one genotype spec; returns the SavedModel's digits test accuracy."""
     train_dir, export_dir = (os.path.join(FLAGS.model_dir, part) for part in (name, f"export_{name}"))
-    run_step("drnas_tf.train", f"--flagfile={resolve_flagfile(FLAGS.train_flagfile)}", f"--genotype={genotype}",
+    run_step("drnas_tf.train", f"--flagfile={train_flagfile}", f"--genotype={genotype}",
              f"--model_dir={train_dir}", *FLAGS.train_flag)
     run_step("drnas_tf.export", f"--model_dir={train_dir}", f"--export_dir={export_dir}", "--overwrite")
     accuracy = classify_digits(export_dir)
@@ -83,15 +88,15 @@ def main(argv):
     from drnas_tf.spaces import parse_genotype, random_genotype
 
     check_range("random_seed", FLAGS.random_seed, SEED)
+    search_flagfile, train_flagfile = resolve_flagfile("search_flagfile"), resolve_flagfile("train_flagfile")
     started = time.time()
     search_dir = os.path.join(FLAGS.model_dir, "search")
-    run_step("drnas_tf.search", f"--flagfile={resolve_flagfile(FLAGS.search_flagfile)}", f"--model_dir={search_dir}",
-             *FLAGS.search_flag)
+    run_step("drnas_tf.search", f"--flagfile={search_flagfile}", f"--model_dir={search_dir}", *FLAGS.search_flag)
     found = parse_genotype(search_dir)
-    accuracies = {"searched": (found.to_text(), retrain_export_classify(search_dir, "train"))}
+    accuracies = {"searched": (found.to_text(), retrain_export_classify(search_dir, "train", train_flagfile))}
     if FLAGS.compare_random:
         random = random_genotype(found.space, FLAGS.random_seed).to_text()
-        accuracies["random"] = (random, retrain_export_classify(random, "train_random"))
+        accuracies["random"] = (random, retrain_export_classify(random, "train_random", train_flagfile))
     print(f"\nquickstart finished in {time.time() - started:.0f} s")
     for name, (genotype, accuracy) in accuracies.items():
         print(f"{name:>8} genotype {genotype}: digits test accuracy {accuracy:.4f}")

@@ -115,6 +115,9 @@ CASES = [
      "--top_k must be positive, got 0", 2),
     ("drnas_tf.predict", ["--export_dir={tmp}/empty", "{tmp}/photo.png"], "photo.png does not exist", 2),
     ("drnas_tf.predict", ["--export_dir={tmp}/empty", "{tmp}/afile"], "holds no SavedModel (no saved_model.pb)", 2),
+    # The quickstart outside a clone (an installed package) has no flags/.
+    ("drnas_tf.quickstart", ["--model_dir={tmp}/run", "--search_flagfile={tmp}/missing.flags"],
+     "missing.flags does not exist; the quickstart's flagfiles are in flags/ of a clone of the repository", 2),
 ]
 
 
