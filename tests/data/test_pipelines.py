@@ -96,6 +96,10 @@ def test_imagenet_search_under_mock(tmp_path):
         (x_train, y_train), (x_valid, y_valid) = next(iter(dataset))
         eval_data = pipelines.eval_dataset("imagenet", "validation", 3, data_dir=str(tmp_path))
         eval_batch = next(iter(eval_data))
+        # train_portion does not apply to ImageNet, so the fix named is the batch size alone.
+        with pytest.raises(ValueError, match="the architecture part of imagenet has 5 images, fewer than one batch "
+                           "of --batch_size=8; lower the batch size$"):
+            pipelines.search_datasets("imagenet", 8, data_dir=str(tmp_path))
     assert steps == int(0.10 * 200) // 4 == 5 and spec.image_size == 224
     assert x_train.shape == x_valid.shape == (4, 224, 224, 3) and x_train.dtype == tf.float32
     assert y_train.dtype == y_valid.dtype == tf.int32
