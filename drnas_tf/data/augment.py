@@ -68,7 +68,8 @@ def resize_and_center_crop(image, resize, crop):
     resized = tf.image.resize(image, tf.stack([new_height, new_width]), method="bilinear", antialias=True)
     top = tf.cast(tf.round(tf.cast(new_height - crop, tf.float32) / 2.0), tf.int32)
     left = tf.cast(tf.round(tf.cast(new_width - crop, tf.float32) / 2.0), tf.int32)
-    return resized[top:top + crop, left:left + crop, :]
+    # Slicing at computed offsets loses the static shape; the network's pooling layers need it.
+    return tf.ensure_shape(resized[top:top + crop, left:left + crop, :], [crop, crop, image.shape[-1]])
 
 
 def cutout(image, size, seed):

@@ -126,11 +126,12 @@ def search_datasets(name, batch_size, data_dir=None, train_portion=0.5, seed=0, 
         num_weights, num_arch = len(weight_arrays[1]), len(arch_arrays[1])
         weights = tf.data.Dataset.from_tensor_slices(weight_arrays)
         arch = tf.data.Dataset.from_tensor_slices(arch_arrays)
+    streamed = name == "imagenet"
     for part, size in (("weight", num_weights), ("architecture", num_arch)):
         if size < batch_size:
+            fix = "lower the batch size" if streamed else "lower the batch size or change --train_portion"
             raise ValueError(f"the {part} part of {name} has {size} images, fewer than one batch of "
-                             f"--batch_size={batch_size}; lower the batch size or change --train_portion")
-    streamed = name == "imagenet"
+                             f"--batch_size={batch_size}; {fix}")
     transform = augment.train_transform(spec)
     weights = _augmented_batches(
         weights, min(num_weights, IMAGENET_SHUFFLE_BUFFER) if streamed else num_weights, transform, batch_size,

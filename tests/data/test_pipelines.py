@@ -94,11 +94,18 @@ def test_imagenet_search_under_mock(tmp_path):
     with tfds.testing.mock_data(num_examples=200):  # random-size mock images
         dataset, steps, spec = pipelines.search_datasets("imagenet", 4, data_dir=str(tmp_path))
         (x_train, y_train), (x_valid, y_valid) = next(iter(dataset))
-        eval_batch = next(iter(pipelines.eval_dataset("imagenet", "validation", 3, data_dir=str(tmp_path))))
+        eval_data = pipelines.eval_dataset("imagenet", "validation", 3, data_dir=str(tmp_path))
+        eval_batch = next(iter(eval_data))
+        # train_portion does not apply to ImageNet, so the fix named is the batch size alone.
+        with pytest.raises(ValueError, match="the architecture part of imagenet has 5 images, fewer than one batch "
+                           "of --batch_size=8; lower the batch size$"):
+            pipelines.search_datasets("imagenet", 8, data_dir=str(tmp_path))
     assert steps == int(0.10 * 200) // 4 == 5 and spec.image_size == 224
     assert x_train.shape == x_valid.shape == (4, 224, 224, 3) and x_train.dtype == tf.float32
     assert y_train.dtype == y_valid.dtype == tf.int32
     assert eval_batch[0].shape == (3, 224, 224, 3)
+    # Static too: the network's pooling layers cannot be built on [None, None, None, 3] batches.
+    assert eval_data.element_spec[0].shape.as_list() == [None, 224, 224, 3]
 
 
 def test_imagenet_batches_come_from_the_split_seed_subsets(tmp_path):
