@@ -27,6 +27,7 @@ import re
 from absl import flags
 
 from drnas_tf import cli
+from drnas_tf.config import POSITIVE, check_range
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("export_dir", None, "A SavedModel written by `python -m drnas_tf.export` (required).")
@@ -102,8 +103,7 @@ def main(argv):
         raise ValueError("--export_dir is required: a SavedModel written by `python -m drnas_tf.export`")
     if not paths:
         raise ValueError("expected at least one IMAGE: python -m drnas_tf.predict --export_dir=DIR IMAGE...")
-    if FLAGS.top_k < 1:
-        raise ValueError(f"--top_k must be positive, got {FLAGS.top_k}")
+    check_range("top_k", FLAGS.top_k, POSITIVE)
     for path in paths:
         if not os.path.isfile(path):
             raise ValueError(f"image {path} does not exist" if not os.path.exists(path)

@@ -85,11 +85,20 @@ class Searcher(keras.Model):
 
     def sampling_seed(self, salt):
         """int32 [2] stateless seed of one pass: (base seed, step * 4 + pass, replica) mixed by a fold-in."""
+        return self._seed(0, self._step() * 4 + salt)
+
+    def _step(self):
+        return tf.cast(self.weight_optimizer.iterations, tf.int32)
+
+    def _seed(self, stream, *parts):
+        """Folds `parts`, then this replica's id, into (base seed, stream): one stream for training passes,
+        another for evaluation batches, so the two never share a draw."""
         context = tf.distribute.get_replica_context()
         replica = tf.cast(context.replica_id_in_sync_group if context else 0, tf.int32)
-        step = tf.cast(self.weight_optimizer.iterations, tf.int32)
-        seed = tf.random.experimental.stateless_fold_in(tf.constant([self.seed, 0], tf.int32), step * 4 + salt)
-        return tf.random.experimental.stateless_fold_in(seed, replica)
+        seed = tf.constant([self.seed, stream], tf.int32)
+        for part in (*parts, replica):
+            seed = tf.random.experimental.stateless_fold_in(seed, part)
+        return seed
 
     def supernet_pass(self, images, labels, edge_weights):
         """One training pass with the given draw of mixing weights: (loss, logits, the gradients of the (scaled)
@@ -206,12 +215,7 @@ class Searcher(keras.Model):
     def evaluation_seed(self):
         """int32 [2] stateless seed of one evaluation batch: (base seed, step, batch of this evaluation, replica),
         kept apart from the training passes' seeds, so each batch of an evaluation draws afresh."""
-        context = tf.distribute.get_replica_context()
-        replica = tf.cast(context.replica_id_in_sync_group if context else 0, tf.int32)
-        step = tf.cast(self.weight_optimizer.iterations, tf.int32)
-        seed = tf.random.experimental.stateless_fold_in(tf.constant([self.seed, 1], tf.int32), step)
-        seed = tf.random.experimental.stateless_fold_in(seed, tf.cast(self.evaluation_batches, tf.int32))
-        return tf.random.experimental.stateless_fold_in(seed, replica)
+        return self._seed(1, self._step(), tf.cast(self.evaluation_batches, tf.int32))
 
     def test_step(self, data):
         """The reference's evaluation of the supernet (its `infer()`): eval-mode BN and a fresh draw per batch.

@@ -358,8 +358,7 @@ def against_random_figure(results):
 
 def check_random_flags(random_genotypes, searches, search_space, retrain_epochs, benchmark):
     """One-line errors for a --random_genotypes request the sweep cannot score against the searches."""
-    if random_genotypes < 0:
-        raise ValueError(f"--random_genotypes must be 0 or positive, got {random_genotypes}")
+    check_range("random_genotypes", random_genotypes, NON_NEGATIVE)
     if not random_genotypes and not searches:
         raise ValueError("--methods is empty and --random_genotypes=0: nothing to run; expected some of "
                          + ", ".join(relaxations.names()))

@@ -19,12 +19,12 @@ STATISTICS = ("min", "median", "max")
 
 def check_settings(search_space, with_benchmark, num_samples):
     """Raises a one-line ValueError for a benchmark outside the NB201 space or a negative sample count."""
+    from drnas_tf.config import NON_NEGATIVE, check_range
     from drnas_tf.spaces import get_space
 
     if with_benchmark and not get_space(search_space).nas_bench:
         raise ValueError("--nb201_benchmark needs --search_space=nb201 (NAS-Bench-201 holds only that space)")
-    if num_samples < 0:
-        raise ValueError(f"--trajectory_samples must be 0 or positive, got {num_samples}")
+    check_range("trajectory_samples", num_samples, NON_NEGATIVE)
 
 
 def sample_edge_weights(supernet, num_samples, seed):
