@@ -42,13 +42,17 @@ test-fast: install
 
 # Bazel startup options; CI passes --batch so that no Bazel server outlives the run.
 BAZEL_STARTUP ?=
+# The test targets bazel-test runs after building every target; CI, which has just run the whole suite through
+# pytest, passes a few (.ci/run).
+BAZEL_TESTS ?= //...
 
-# The suite through Bazel and BUILD, without the tests marked slow (README, "Bazel"). Installs Debian's
-# bazel-bootstrap when there is no bazel; Bazel itself then works offline.
+# The suite through Bazel and BUILD, without the tests marked slow (README, "Bazel"): every target built, then
+# $(BAZEL_TESTS) tested. Installs Debian's bazel-bootstrap when there is no bazel; Bazel then works offline.
 bazel-test: install
 	command -v bazel >/dev/null || { apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bazel-bootstrap; }
-	bazel $(BAZEL_STARTUP) test --config=fast //...
+	bazel $(BAZEL_STARTUP) build //...
+	bazel $(BAZEL_STARTUP) test --config=fast $(BAZEL_TESTS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache
