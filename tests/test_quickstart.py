@@ -41,9 +41,9 @@ def test_quickstart_pipeline_end_to_end(tmp_path):
 @pytest.mark.slow
 def test_quickstart_search_concentrates_its_distribution(tmp_path):
     """flags/quickstart.flags as `make quickstart` runs it, made bit-reproducible by --deterministic, ends with a
-    distribution that has searched: each edge's top operation above the uniform 1/3 of the 3 operations stage 2
-    keeps, half the edges at 0.5 or more, the most decided at 0.7 or more. A search whose architecture budget is
-    too small stays near uniform on every edge and fails (docs/search_dynamics.md)."""
+    distribution that has searched: the edges' top operations average 0.45 or more, against the uniform 1/3
+    of the 3 operations stage 2 keeps, and the most decided edge reaches 0.6. A search whose architecture
+    budget is too small stays near uniform on every edge and fails (docs/search_dynamics.md)."""
     from drnas_tf import outputs
 
     result = run_module("drnas_tf.search", "--flagfile=flags/quickstart.flags", "--deterministic", "--progress=0",
@@ -53,5 +53,6 @@ def test_quickstart_search_concentrates_its_distribution(tmp_path):
         record = json.load(file)
     top = sorted(probability for _, _, probability, _, _ in outputs.top_operations(record))
     assert record["stage"] == 1 and record["k"] == 2 and record["arch_steps"] == 2 * 9 * 18
-    # Below what this run and seeds 0-2 without --deterministic reached (docs/search_dynamics.md).
-    assert top[0] > 0.38 and top[3] >= 0.5 and top[-1] >= 0.7, top
+    # Below what seeds 0-5 reached (this one the same on two machines): means of the top probabilities 0.49-0.61,
+    # most decided edges 0.64-0.89 (docs/search_dynamics.md).
+    assert sum(top) / len(top) >= 0.45 and top[-1] >= 0.6, top
