@@ -32,13 +32,19 @@ quickstart: install
 quickstart-compare: install
 	$(PY) -m drnas_tf.quickstart --model_dir=runs/quickstart --compare_random
 
-# The whole suite, slow tests included (what CI runs).
+# pytest-xdist processes for the suite, each test file in one of them (its module fixtures built once). Much of
+# a test's time is single-threaded (tracing, graph optimisation, starting Python), so two processes pay even
+# on two cores; TEST_WORKERS=0 runs the suite in this process.
+TEST_WORKERS ?= 2
+PYTEST_PARALLEL := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist=loadfile)
+
+# The whole suite, slow tests included (what CI runs), and its 15 slowest tests.
 test: install browser
-	$(PY) -m pytest tests -q
+	$(PY) -m pytest tests -q $(PYTEST_PARALLEL) --durations=15
 
 # Without the tests marked slow.
 test-fast: install
-	$(PY) -m pytest tests -q -m "not slow"
+	$(PY) -m pytest tests -q $(PYTEST_PARALLEL) -m "not slow"
 
 # Bazel startup options; CI passes --batch so that no Bazel server outlives the run.
 BAZEL_STARTUP ?=
