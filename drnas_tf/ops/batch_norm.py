@@ -46,7 +46,7 @@ class BatchNorm(keras.layers.BatchNormalization):
     """
 
     def call(self, inputs, training=None):
-        return batch_norm_together([self], inputs, training)[0]
+        return batch_norm_together([self], inputs, training)
 
 
 _CONSTANT_VECTORS = weakref.WeakKeyDictionary()  # traced graph -> {(value, length, device): tensor name}
@@ -69,7 +69,8 @@ def _constant_vector(value, length, device):
 
 def batch_norm_together(layers, x, training=None):
     """BatchNorm layers (of one kind) applied to consecutive channel blocks of x, as one fused kernel: BN acts
-    per channel, so this is each layer on its block. Returns one output per layer, in the compute dtype."""
+    per channel, so this is each layer on its block. Returns the blocks' outputs side by side, as x's, in the
+    compute dtype."""
     first = layers[0]
     x = x if x.dtype in (tf.float16, tf.float32) else tf.cast(x, tf.float32)
 
@@ -101,8 +102,7 @@ def batch_norm_together(layers, x, training=None):
     else:
         y, _, _ = tf.compat.v1.nn.fused_batch_norm(x, scale, offset, moving_mean, moving_variance,
                                                    epsilon=first.epsilon, is_training=False)
-    y = tf.cast(y, first.compute_dtype)
-    return [y] if len(layers) == 1 else tf.split(y, len(layers), axis=-1)
+    return tf.cast(y, first.compute_dtype)
 
 
 def batch_norm(affine, channels, name=None):

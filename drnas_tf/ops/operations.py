@@ -3,6 +3,7 @@ ReLU-Conv-BN, dilated and separable convolutions, FactorizedReduce, pooling, ide
 candidates module maps its operation names onto them (`build_candidate`).
 """
 
+import keras
 import tensorflow as tf
 
 from drnas_tf.ops.batch_norm import batch_norm, batch_norm_together
@@ -43,7 +44,7 @@ class ReLUConvBN(ComposedLayer):
         x = pad_spatial(tf.nn.relu(x), *[first.explicit_padding] * 4)
         kernel = tf.concat([tf.cast(tf.convert_to_tensor(b.conv.kernel), x.dtype) for b in blocks], axis=-1)
         y = tf.nn.conv2d(x, kernel, first.stride, first.conv.padding.upper(), dilations=first.dilation)
-        return batch_norm_together([b.bn for b in blocks], y, training)
+        return tf.split(batch_norm_together([b.bn for b in blocks], y, training), len(blocks), axis=-1)
 
     def get_config(self):
         return {**super().get_config(), "channels_in": self.channels_in, "channels_out": self.channels_out,
@@ -77,6 +78,34 @@ class DilConv(ComposedLayer):
         x = pad_spatial(tf.nn.relu(x), *[self.explicit_padding] * 4)
         return self.bn(self.pointwise(self.depthwise(x)), training=training)
 
+    @staticmethod
+    def together(blocks, x, training=False):
+        """DilConv blocks of one shape on the same input x, as one block on len(blocks) copies of x side by
+        side (`stacked`): the same numbers as each block on x, in fewer, wider ops. One output per block."""
+        return tf.split(DilConv.stacked(blocks, tf.tile(x, [1, 1, 1, len(blocks)]), training), len(blocks), axis=-1)
+
+    @staticmethod
+    def stacked(blocks, x, training=False):
+        """DilConv blocks of one shape, block i on channels [i * C, (i + 1) * C) of x: one depthwise convolution
+        with their kernels side by side, one pointwise convolution with their kernels on the diagonal of a
+        block-diagonal kernel, one BN. The output holds block i's on its channels [i * C_out, (i + 1) * C_out).
+
+        The off-diagonal zeros make the pointwise convolution len(blocks) times the arithmetic of the blocks
+        apart, which pays on few channels only (edges_from_one_node, ops.NARROW_CHANNELS).
+        """
+        first = blocks[0]
+        x = pad_spatial(tf.nn.relu(x), *[first.explicit_padding] * 4)
+        depthwise = tf.concat([tf.cast(tf.convert_to_tensor(b.depthwise.kernel), x.dtype) for b in blocks], axis=2)
+        x = keras.ops.depthwise_conv(x, depthwise, first.stride, first.depthwise.padding,
+                                     dilation_rate=first.dilation)
+        pointwise = tf.stack([tf.cast(tf.convert_to_tensor(b.pointwise.kernel), x.dtype)[0, 0] for b in blocks])
+        diagonal = tf.eye(len(blocks), dtype=x.dtype)
+        channels_in, channels_out = pointwise.shape[1:]
+        pointwise = tf.reshape(tf.einsum("ico,ij->icjo", pointwise, diagonal),
+                               [1, 1, len(blocks) * channels_in, len(blocks) * channels_out])
+        y = tf.nn.conv2d(x, pointwise, 1, "VALID")
+        return batch_norm_together([b.bn for b in blocks], y, training)
+
     def get_config(self):
         return {**super().get_config(), "channels_in": self.channels_in, "channels_out": self.channels_out,
                 "kernel_size": self.kernel_size, "stride": self.stride, "padding": self.padding,
@@ -101,6 +130,14 @@ class SepConv(ComposedLayer):
 
     def call(self, x, training=False):
         return self.second(self.first(x, training=training), training=training)
+
+    @staticmethod
+    def together(blocks, x, training=False):
+        """SepConv blocks of one shape on the same input x, as their two DilConv halves each run stacked
+        (DilConv.stacked) on len(blocks) copies of x: the same numbers as each block on x. One output per
+        block."""
+        x = DilConv.stacked([b.first for b in blocks], tf.tile(x, [1, 1, 1, len(blocks)]), training)
+        return tf.split(DilConv.stacked([b.second for b in blocks], x, training), len(blocks), axis=-1)
 
     def get_config(self):
         return {**super().get_config(), "channels_in": self.channels_in, "channels_out": self.channels_out,
@@ -160,9 +197,21 @@ class Pool(ComposedLayer):
         self.bn = batch_norm(False, channels, name="bn") if with_bn else None
 
     def call(self, x, training=False):
-        pool = max_pool if self.mode == "max" else avg_pool
-        x = pool(x, 3, self.stride, padding=1)
+        x = self.pool(x)
         return self.bn(x, training=training) if self.bn is not None else x
+
+    def pool(self, x):
+        return (max_pool if self.mode == "max" else avg_pool)(x, 3, self.stride, padding=1)
+
+    @staticmethod
+    def together(blocks, x, training=False):
+        """Pool blocks of one kind on the same input x: the pooling once, and their BNs as one on as many
+        copies of it. The same numbers as each block on x. One output per block."""
+        y = blocks[0].pool(x)
+        if blocks[0].bn is None:
+            return [y] * len(blocks)
+        y = batch_norm_together([b.bn for b in blocks], tf.tile(y, [1, 1, 1, len(blocks)]), training)
+        return tf.split(y, len(blocks), axis=-1)
 
     def get_config(self):
         return {**super().get_config(), "mode": self.mode, "channels": self.channels, "stride": self.stride,

@@ -51,22 +51,23 @@ class MixedOp(ops.ComposedLayer):
         return node_sum([(mixed, bypass)], self.k) if combine else (mixed, bypass)
 
     def split(self, x):
-        """(the first C/k channels, which the operations see; the other channels, or None when k = 1)."""
+        """(the first C/k channels, which the operations see; the other channels, 2x2 max pooled on a stride-2
+        edge, or None when k = 1)."""
         if self.k == 1:
             return x, None
         # One Split (gradient: one Concat) rather than two slices.
-        return tf.split(x, [self.partial_channels, self.channels - self.partial_channels], axis=-1)
+        partial, bypass = tf.split(x, [self.partial_channels, self.channels - self.partial_channels], axis=-1)
+        if self.stride > 1:
+            bypass = ops.max_pool(bypass, 2, 2, ceil_mode=True)
+        return partial, bypass
 
     def mix(self, outputs, weights, bypass):
-        """(sum_o w_o * o(partial), the bypassed channels pooled and scaled) from {position in self.ops:
-        o(partial)} of the computed operations and the bypassed channels of `split`."""
+        """(sum_o w_o * o(partial), the bypassed channels scaled) from {position in self.ops: o(partial)} of
+        the computed operations and the bypassed channels of `split`."""
         # One Unpack (gradient: one Pack) rather than a slice per operation.
         weights = tf.unstack(tf.cast(weights, outputs[self.computed[0]].dtype), num=len(self.candidates))
-        if bypass is not None:
-            if self.stride > 1:
-                bypass = ops.max_pool(bypass, 2, 2, ceil_mode=True)
-            if self.bypass_scale != 1.0:
-                bypass = bypass * self.bypass_scale
+        if bypass is not None and self.bypass_scale != 1.0:
+            bypass = bypass * self.bypass_scale
         return tf.add_n([weights[self.active[j]] * outputs[j] for j in self.computed]), bypass
 
     def get_config(self):
@@ -93,23 +94,25 @@ def node_sum(parts, k):
 
 def edges_from_one_node(edges, x, weights, training=False):
     """The unshuffled (mixed, bypass) parts of MixedOps of one cell (equal channels, k and stride) that share
-    their input x: the edges leaving a node. x is split into partial and bypassed channels once.
+    their input x: the edges leaving a node. x is split into partial and bypassed channels (and the bypass
+    pooled) once.
 
-    An operation kind kept by several of the edges that is a ReLUConvBN on fewer than ops.NARROW_CHANNELS
-    partial channels runs for all of them at once (ops.ReLUConvBN.together): the same numbers, fewer and
-    wider ops (docs/performance.md). The rest runs edge by edge, as MixedOp.call.
+    On fewer than ops.NARROW_CHANNELS partial channels, an operation kind kept by several of the edges runs
+    for all of them at once, through its class's `together` (ReLUConvBN, DilConv, SepConv, Pool): the same
+    numbers, in fewer and wider ops, which pays where per-op costs dominate (docs/performance.md). The rest
+    runs edge by edge, as MixedOp.call.
     """
     partial, bypass = edges[0].split(x)
     outputs = [{} for _ in edges]
     groups = {}
     for i, edge in enumerate(edges):
         for j in edge.computed:
-            if isinstance(edge.ops[j], ops.ReLUConvBN) and edge.partial_channels < ops.NARROW_CHANNELS:
+            if hasattr(edge.ops[j], "together") and edge.partial_channels < ops.NARROW_CHANNELS:
                 groups.setdefault(edge.candidates[edge.active[j]], []).append((i, j))
     for members in groups.values():
         if len(members) > 1:
             blocks = [edges[i].ops[j] for i, j in members]
-            for (i, j), y in zip(members, ops.ReLUConvBN.together(blocks, partial, training)):
+            for (i, j), y in zip(members, type(blocks[0]).together(blocks, partial, training)):
                 outputs[i][j] = y
     for i, edge in enumerate(edges):
         for j in edge.computed:

@@ -169,19 +169,36 @@ def test_cells_sum_each_node_as_the_sum_of_its_shuffled_edge_outputs(k, bypass):
     np.testing.assert_allclose(cell(nodes[0], tf.constant(weights)).numpy(), nodes[-1], rtol=1e-6, atol=1e-6)
 
 
-@pytest.mark.parametrize("k", [1, 2, 4])
-def test_edges_leaving_a_node_together_equal_each_edge_alone(k, monkeypatch):
-    # Narrow ReLUConvBNs of the edges leaving one node run as one convolution and one BN: the same outputs,
+# (space, stride, k, mask of three edges leaving one node, {graph op type: (count alone, count together)}).
+# NB201: the 1x1 ReLUConvBN kept by two edges, the 3x3 by three.
+# DARTS, on a normal and a reduction edge: sep_conv_3x3 and dil_conv_5x5 kept by three edges, the other kinds by
+# two. Alone: two depthwise convolutions per SepConv, one per DilConv, a max pool per max_pool_3x3 and, on
+# stride 2, one for the bypassed channels of all three edges; together, one of each per kind.
+TOGETHER_CASES = [
+    ("nb201", 1, k, [[True, True, True, True, True], [True, False, True, True, True],
+                     [False, True, False, True, True]], {"Conv2D": (5, 2 if k == 4 else 5)})
+    for k in (1, 2, 4)
+] + [
+    ("darts", stride, 4, [[True, True, True, True, True, True, True], [True, False, True, True, False, True, True],
+                          [False, True, False, True, True, False, True]],
+     {"DepthwiseConv2dNative": (2 * 3 + 2 * 2 + 2 + 3, 2 + 2 + 1 + 1), "MaxPool": (2 + bypass, 1 + bypass)})
+    for stride, bypass in ((1, 0), (2, 1))
+]
+
+
+@pytest.mark.parametrize("space,stride,k,mask,op_counts", TOGETHER_CASES)
+def test_edges_leaving_a_node_together_equal_each_edge_alone(space, stride, k, mask, op_counts, monkeypatch):
+    # Narrow operations of one kind kept by several edges leaving one node run as one: the same outputs,
     # gradients and BN statistics as the edges one by one (ops.NARROW_CHANNELS = 0 turns that off).
     channels = 32  # partial channels 32, 16, 8: only k=4 is narrow
-    mask = np.array([[True, True, True, True, True], [True, False, True, True, True],
-                     [False, True, False, True, True]])  # the 1x1 kept by two edges, the 3x3 by three
+    module = nb201 if space == "nb201" else darts
     x = tf.random.stateless_normal([4, 7, 9, channels], seed=[1, 2])
-    weights = [tf.random.stateless_uniform([5], seed=[3, i]) for i in range(3)]
+    weights = [tf.random.stateless_uniform([len(module.OPS)], seed=[3, i]) for i in range(3)]
     results = []
     for narrow in (0, ops.NARROW_CHANNELS):
         keras.utils.set_random_seed(0)
-        edges = [MixedOp(nb201.SPACE, nb201.OPS, m, channels, 1, k, name=f"edge_{i}") for i, m in enumerate(mask)]
+        edges = [MixedOp(module.SPACE, module.OPS, m, channels, stride, k, name=f"edge_{i}")
+                 for i, m in enumerate(mask)]
         for edge, w in zip(edges, weights):
             edge(x, w)  # builds the variables (inference: the BN statistics stay)
         initial = [v.numpy() for edge in edges for v in edge.non_trainable_variables]
@@ -196,14 +213,16 @@ def test_edges_leaving_a_node_together_equal_each_edge_alone(k, monkeypatch):
             variables = [v for edge in edges for v in edge.trainable_variables]
             return [mixed for mixed, _ in parts], tape.gradient(loss, [x] + variables)
 
-        convolutions = sum(op.type == "Conv2D" for op in run.get_concrete_function().graph.get_operations())
+        graph_ops = [op.type for op in run.get_concrete_function().graph.get_operations()]
         mixed, gradients = run()
         statistics = [v.numpy() for edge in edges for v in edge.non_trainable_variables]
         assert all(np.abs(a - b).min() > 0 for a, b in zip(initial, statistics))  # the run moved every one
-        results.append((mixed + gradients, statistics, convolutions))
-    (alone, stats_alone, convolutions_alone), (together, stats_together, convolutions_together) = results
+        results.append((mixed + gradients, statistics, {t: graph_ops.count(t) for t in op_counts}))
+    (alone, stats_alone, counts_alone), (together, stats_together, counts_together) = results
     for a, b in zip(alone, together):
         np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-5, atol=1e-5)
     for a, b in zip(stats_alone, stats_together):
         np.testing.assert_allclose(b, a, rtol=1e-6, atol=1e-6)
-    assert convolutions_alone == 5 and convolutions_together == (2 if k == 4 else 5)
+    assert counts_alone == {t: alone for t, (alone, _) in op_counts.items()}
+    narrow = channels // k < ops.NARROW_CHANNELS
+    assert counts_together == {t: (together if narrow else alone) for t, (alone, together) in op_counts.items()}

@@ -6,7 +6,7 @@ import tensorflow as tf
 from drnas_tf import blocks, ops
 from drnas_tf.spaces.darts import SPACE, genotype as darts
 from drnas_tf.supernet.base import STEMS, Supernet
-from drnas_tf.supernet.mixed_op import MixedOp, node_sum
+from drnas_tf.supernet.mixed_op import MixedOp, edges_from_one_node, node_sum
 
 
 class DartsSearchCell(ops.ComposedLayer):
@@ -44,13 +44,16 @@ class DartsSearchCell(ops.ComposedLayer):
         """s0, s1: outputs of cells k-2 and k-1; weights: [14, 7] edge weights of this cell type."""
         states = [self.preprocess0(s0, training=training), self.preprocess1(s1, training=training)]
         weights = tf.unstack(weights, num=len(darts.EDGES))  # one op rather than a slice per edge
-        edge = 0
-        for node in range(darts.STEPS):
-            parts = []
-            for state in states:
-                parts.append(self.edges[edge](state, weights[edge], training=training, combine=False))
-                edge += 1
-            states.append(node_sum(parts, self.k))
+        parts = [[] for _ in range(darts.STEPS)]
+        # State `source` is complete: run the edges leaving it together (edges_from_one_node); with it, the
+        # node all of whose inputs are now in (node source - 1, state source + 1) is complete too.
+        for source in range(darts.STEPS + 1):
+            leaving = [e for e, (_, edge_source) in enumerate(darts.EDGES) if edge_source == source]
+            for e, part in zip(leaving, edges_from_one_node([self.edges[e] for e in leaving], states[source],
+                                                            [weights[e] for e in leaving], training)):
+                parts[darts.EDGES[e][0]].append(part)
+            if source >= 1:
+                states.append(node_sum(parts[source - 1], self.k))
         return tf.concat(states[2:], axis=-1)
 
     def get_config(self):
