@@ -205,13 +205,11 @@ class Pool(ComposedLayer):
 
     @staticmethod
     def together(blocks, x, training=False):
-        """Pool blocks of one kind on the same input x: the pooling once, and their BNs as one on as many
-        copies of it. The same numbers as each block on x. One output per block."""
+        """Pool blocks of one kind on the same input x: the pooling once, then each block's BN on it. The same
+        numbers as each block on x. One output per block. (Their BNs as one on copies of the pooled x would
+        keep the copies for the gradient: more memory, no faster.)"""
         y = blocks[0].pool(x)
-        if blocks[0].bn is None:
-            return [y] * len(blocks)
-        y = batch_norm_together([b.bn for b in blocks], tf.tile(y, [1, 1, 1, len(blocks)]), training)
-        return tf.split(y, len(blocks), axis=-1)
+        return [b.bn(y, training=training) if b.bn is not None else y for b in blocks]
 
     def get_config(self):
         return {**super().get_config(), "mode": self.mode, "channels": self.channels, "stride": self.stride,
