@@ -97,17 +97,16 @@ def edges_from_one_node(edges, x, weights, training=False):
     their input x: the edges leaving a node. x is split into partial and bypassed channels (and the bypass
     pooled) once.
 
-    On fewer than ops.NARROW_CHANNELS partial channels, an operation kind kept by several of the edges runs
-    for all of them at once, through its class's `together` (ReLUConvBN, DilConv, SepConv, Pool): the same
-    numbers, in fewer and wider ops, which pays where per-op costs dominate (docs/performance.md). The rest
-    runs edge by edge, as MixedOp.call.
+    An operation kind kept by several of the edges runs for all of them at once, through its class's
+    `together`, where that pays (`_runs_together`): the same numbers, in fewer and wider ops. The rest runs
+    edge by edge, as MixedOp.call.
     """
     partial, bypass = edges[0].split(x)
     outputs = [{} for _ in edges]
     groups = {}
     for i, edge in enumerate(edges):
         for j in edge.computed:
-            if hasattr(edge.ops[j], "together") and edge.partial_channels < ops.NARROW_CHANNELS:
+            if _runs_together(edge.ops[j], edge.partial_channels):
                 groups.setdefault(edge.candidates[edge.active[j]], []).append((i, j))
     for members in groups.values():
         if len(members) > 1:
@@ -119,3 +118,13 @@ def edges_from_one_node(edges, x, weights, training=False):
             if j not in outputs[i]:
                 outputs[i][j] = edge.ops[j](partial, training=training)
     return [edge.mix(outputs[i], weights[i], bypass) for i, edge in enumerate(edges)]
+
+
+def _runs_together(op, channels):
+    """Whether edges sharing their input run their operations of op's kind as one (docs/performance.md).
+
+    Pools share the pooling itself, at any width. The convolutions' `together` computes as much as the
+    edges apart (ReLUConvBN) or more (the block-diagonal pointwise kernels of DilConv and SepConv) in fewer,
+    wider ops, which pays below ops.NARROW_CHANNELS, where per-op costs dominate.
+    """
+    return isinstance(op, ops.Pool) or (hasattr(op, "together") and channels < ops.NARROW_CHANNELS)

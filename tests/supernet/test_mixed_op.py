@@ -172,8 +172,9 @@ def test_cells_sum_each_node_as_the_sum_of_its_shuffled_edge_outputs(k, bypass):
 # (space, stride, k, mask of three edges leaving one node, {graph op type: (count alone, count together)}).
 # NB201: the 1x1 ReLUConvBN kept by two edges, the 3x3 by three.
 # DARTS, on a normal and a reduction edge: sep_conv_3x3 and dil_conv_5x5 kept by three edges, the other kinds by
-# two. Alone: two depthwise convolutions per SepConv, one per DilConv, a max pool per max_pool_3x3 and, on
-# stride 2, one for the bypassed channels of all three edges; together, one of each per kind.
+# two. Alone: two depthwise convolutions per SepConv, one per DilConv; together, one of each per kind. The
+# max pools are shared at any width (_runs_together): one for max_pool_3x3 and, on stride 2, one for the
+# bypassed channels of all three edges.
 TOGETHER_CASES = [
     ("nb201", 1, k, [[True, True, True, True, True], [True, False, True, True, True],
                      [False, True, False, True, True]], {"Conv2D": (5, 2 if k == 4 else 5)})
@@ -181,15 +182,16 @@ TOGETHER_CASES = [
 ] + [
     ("darts", stride, 4, [[True, True, True, True, True, True, True], [True, False, True, True, False, True, True],
                           [False, True, False, True, True, False, True]],
-     {"DepthwiseConv2dNative": (2 * 3 + 2 * 2 + 2 + 3, 2 + 2 + 1 + 1), "MaxPool": (2 + bypass, 1 + bypass)})
+     {"DepthwiseConv2dNative": (2 * 3 + 2 * 2 + 2 + 3, 2 + 2 + 1 + 1), "MaxPool": (1 + bypass, 1 + bypass)})
     for stride, bypass in ((1, 0), (2, 1))
 ]
 
 
 @pytest.mark.parametrize("space,stride,k,mask,op_counts", TOGETHER_CASES)
 def test_edges_leaving_a_node_together_equal_each_edge_alone(space, stride, k, mask, op_counts, monkeypatch):
-    # Narrow operations of one kind kept by several edges leaving one node run as one: the same outputs,
-    # gradients and BN statistics as the edges one by one (ops.NARROW_CHANNELS = 0 turns that off).
+    # Operations of one kind kept by several edges leaving one node run as one (narrow convolutions, pools):
+    # the same outputs, gradients and BN statistics as the edges one by one (ops.NARROW_CHANNELS = 0 turns
+    # it off for convolutions).
     channels = 32  # partial channels 32, 16, 8: only k=4 is narrow
     module = nb201 if space == "nb201" else darts
     x = tf.random.stateless_normal([4, 7, 9, channels], seed=[1, 2])
