@@ -87,23 +87,16 @@ class DilConv(ComposedLayer):
     @staticmethod
     def stacked(blocks, x, training=False):
         """DilConv blocks of one shape, block i on channels [i * C, (i + 1) * C) of x: one depthwise convolution
-        with their kernels side by side, one pointwise convolution with their kernels on the diagonal of a
-        block-diagonal kernel, one BN. The output holds block i's on its channels [i * C_out, (i + 1) * C_out).
-
-        The off-diagonal zeros make the pointwise convolution len(blocks) times the arithmetic of the blocks
-        apart, which pays on few channels only (edges_from_one_node, ops.NARROW_CHANNELS).
+        with their kernels side by side, one grouped pointwise convolution (group i has block i's kernel), one BN.
+        The output holds block i's on its channels [i * C_out, (i + 1) * C_out).
         """
         first = blocks[0]
         x = pad_spatial(tf.nn.relu(x), *[first.explicit_padding] * 4)
         depthwise = tf.concat([tf.cast(tf.convert_to_tensor(b.depthwise.kernel), x.dtype) for b in blocks], axis=2)
         x = keras.ops.depthwise_conv(x, depthwise, first.stride, first.depthwise.padding,
                                      dilation_rate=first.dilation)
-        pointwise = tf.stack([tf.cast(tf.convert_to_tensor(b.pointwise.kernel), x.dtype)[0, 0] for b in blocks])
-        diagonal = tf.eye(len(blocks), dtype=x.dtype)
-        channels_in, channels_out = pointwise.shape[1:]
-        pointwise = tf.reshape(tf.einsum("ico,ij->icjo", pointwise, diagonal),
-                               [1, 1, len(blocks) * channels_in, len(blocks) * channels_out])
-        y = tf.nn.conv2d(x, pointwise, 1, "VALID")
+        pointwise = tf.concat([tf.cast(tf.convert_to_tensor(b.pointwise.kernel), x.dtype) for b in blocks], axis=3)
+        y = tf.nn.conv2d(x, pointwise, 1, "VALID")  # input channels len(blocks) x the kernel's: grouped
         return batch_norm_together([b.bn for b in blocks], y, training)
 
     def get_config(self):

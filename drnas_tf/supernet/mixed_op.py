@@ -124,7 +124,7 @@ def _runs_together(op, channels):
     """Whether edges sharing their input run their operations of op's kind as one (docs/performance.md).
 
     Pools share the pooling itself, at any width. The convolutions' `together` computes as much as the
-    edges apart (ReLUConvBN) or more (the block-diagonal pointwise kernels of DilConv and SepConv) in fewer,
-    wider ops, which pays below ops.NARROW_CHANNELS, where per-op costs dominate.
+    edges apart, in fewer and wider ops (DilConv and SepConv on tiled copies of the input): that pays below
+    ops.NARROW_CHANNELS, where per-op costs dominate the arithmetic; above it the copies only cost memory.
     """
     return isinstance(op, ops.Pool) or (hasattr(op, "together") and channels < ops.NARROW_CHANNELS)
