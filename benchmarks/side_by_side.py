@@ -1,13 +1,16 @@
 """Ours against the official code, on the same machine in the same session: time and memory ratios per configuration.
 
     .venv/bin/python benchmarks/side_by_side.py --reference_python=TORCH_VENV/bin/python --reference_dir=PATH
+    .venv/bin/python benchmarks/side_by_side.py ... --before_dir=PATH/TO/AN/OLDER/CHECKOUT   # before and after
 
 For each configuration and round, the reference's iteration (benchmarks/reference_step.py, under a Python with
 PyTorch) and then ours (benchmarks/search_step.py) run in fresh processes, one after the other, so both see the
 same machine. Prints one JSON line per run, then a markdown table: per configuration the medians over rounds of
 each program's ms per iteration and peak RSS, the time ratio ours / reference, and each program's RSS growth
 over its own baseline (peak minus the resident memory once its framework is imported). Only these ratios are
-comparable across machines (docs/performance.md).
+comparable across machines (docs/performance.md). With --before_dir, another checkout of this project (a git
+worktree at an older commit, say) runs its own search_step.py right after ours, and the table gains its time
+and ratio: a change's effect measured side by side too.
 """
 
 import argparse
@@ -34,16 +37,21 @@ def main():
     parser.add_argument("--configs", default=",".join(DEFAULT), help="comma-separated search_step.py configurations")
     parser.add_argument("--iterations", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=1, help="reference-then-ours runs per configuration")
+    parser.add_argument("--before_dir", help="another checkout of drnas_tf, timed after ours in each round")
     args = parser.parse_args()
     rows = []
     for name in args.configs.split(","):
-        results = {"reference": [], "ours": []}
+        results = {"reference": [], "ours": [], **({"before": []} if args.before_dir else {})}
         for _ in range(args.rounds):
             results["reference"].append(run([args.reference_python, os.path.join(HERE, "reference_step.py"),
                                              f"--reference_dir={args.reference_dir}", f"--config={name}",
                                              f"--iterations={args.iterations}"]))
             results["ours"].append(run([sys.executable, os.path.join(HERE, "search_step.py"), f"--config={name}",
                                         f"--iterations={args.iterations}"]))
+            if args.before_dir:
+                results["before"].append(run([sys.executable, os.path.join(args.before_dir, "benchmarks",
+                                                                            "search_step.py"),
+                                              f"--config={name}", f"--iterations={args.iterations}"]))
             for program, runs in results.items():
                 print(json.dumps({**runs[-1], "program": program}), flush=True)
 
@@ -53,15 +61,20 @@ def main():
         def growth(program):
             return statistics.median(run["peak_rss_mb"] - run["rss_baseline_mb"] for run in results[program])
 
+        before = [median("before", key) for key in ("train_ms_median", "peak_rss_mb")] if args.before_dir else []
         rows.append((name, median("reference", "train_ms_median"), median("ours", "train_ms_median"),
                      median("reference", "peak_rss_mb"), median("ours", "peak_rss_mb"),
-                     growth("reference"), growth("ours")))
+                     growth("reference"), growth("ours"), before))
+    before_columns = " before ms | before ratio | before peak RSS MB |" if args.before_dir else ""
     print("\n| configuration | reference ms | ours ms | ratio | reference peak RSS MB | ours peak RSS MB "
-          "| reference growth MB | ours growth MB |")
-    print("|---|---|---|---|---|---|---|---|")
-    for name, ref_ms, our_ms, ref_rss, our_rss, ref_growth, our_growth in rows:
-        print(f"| {name} | {ref_ms:,.0f} | {our_ms:,.0f} | {our_ms / ref_ms:.2f} | {ref_rss:,.0f} | {our_rss:,.0f} "
-              f"| {ref_growth:,.0f} | {our_growth:,.0f} |")
+          f"| reference growth MB | ours growth MB |{before_columns}")
+    print("|---|---|---|---|---|---|---|---|" + "---|" * (3 if args.before_dir else 0))
+    for name, ref_ms, our_ms, ref_rss, our_rss, ref_growth, our_growth, before in rows:
+        line = (f"| {name} | {ref_ms:,.0f} | {our_ms:,.0f} | {our_ms / ref_ms:.2f} | {ref_rss:,.0f} | {our_rss:,.0f} "
+                f"| {ref_growth:,.0f} | {our_growth:,.0f} |")
+        if before:
+            line += f" {before[0]:,.0f} | {before[0] / ref_ms:.2f} | {before[1]:,.0f} |"
+        print(line)
 
 
 if __name__ == "__main__":
