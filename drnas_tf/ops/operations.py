@@ -194,6 +194,7 @@ class Pool(ComposedLayer):
         return self.bn(x, training=training) if self.bn is not None else x
 
     def pool(self, x):
+        """The pooling alone, without the BN (shared by the edges of `together`)."""
         return (max_pool if self.mode == "max" else avg_pool)(x, 3, self.stride, padding=1)
 
     @staticmethod
