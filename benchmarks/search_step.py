@@ -12,7 +12,9 @@ Synthetic 32x32 images, batch 64 for each of the two halves, architecture update
 `rss_baseline_mb` the resident memory once TensorFlow and drnas_tf are imported (before any model),
 `rss_after_build_mb` once the model and optimizers exist, `rss_after_trace_mb` once the
 train step is traced (before TF optimises and runs it). `build_s` is the time to build the model and
-optimizers, `first_step_s` that of the first step (tracing, graph optimisation, first run). `--graph_nodes`
+optimizers, `trace_s` that of tracing the train step in Python, `first_step_s` that of the first step (tracing,
+graph optimisation, first run), `first_step_cpu_s` the CPU time the process spent on it (tracing and graph
+optimisation run on one thread, so on a loaded host this moves less than the wall time). `--graph_nodes`
 counts the nodes of the traced train step instead: a size that, unlike time, does not depend on the load.
 The first iteration runs under runtime.returning_freed_memory, as the entry points' first step of an epoch
 does (--return_freed_memory); `--keep_freed_memory` measures without it.
@@ -104,7 +106,8 @@ def graph_nodes(name, batch_size):
 
 
 def measure(name, iterations, batch_size, jit_compile=False, intra_op_threads=0, inter_op_threads=0,
-            disable_graph_optimizer=False, mixed_precision="float32", recompute_cells=False, keep_freed_memory=False):
+            disable_graph_optimizer=False, mixed_precision="float32", recompute_cells=False, keep_freed_memory=False,
+            graph_optimization="auto"):
     import contextlib
 
     import numpy as np
@@ -112,6 +115,7 @@ def measure(name, iterations, batch_size, jit_compile=False, intra_op_threads=0,
 
     from drnas_tf import runtime
 
+    graph_optimization = runtime.configure_graph_optimization(graph_optimization)
     runtime.configure_precision(mixed_precision)
 
     tf.config.threading.set_intra_op_parallelism_threads(intra_op_threads)
@@ -131,7 +135,7 @@ def measure(name, iterations, batch_size, jit_compile=False, intra_op_threads=0,
     first = contextlib.ExitStack()
     if not keep_freed_memory:
         first.enter_context(runtime.returning_freed_memory())
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.process_time()
     train_step.get_concrete_function(batch)  # tracing alone, to see what the Python graph costs
     rss_after_trace, trace_s = rss_mb(), time.perf_counter() - start
     train_ms, infer_ms = [], []
@@ -140,6 +144,7 @@ def measure(name, iterations, batch_size, jit_compile=False, intra_op_threads=0,
         float(train_step(batch)["loss"])
         if i == 0:
             first_step_s = trace_s + time.perf_counter() - start  # tracing, graph optimisation, first run
+            first_step_cpu_s = time.process_time() - start_cpu
         if i >= WARMUP_ITERATIONS:
             train_ms.append(1000 * (time.perf_counter() - start))
         start = time.perf_counter()
@@ -153,8 +158,9 @@ def measure(name, iterations, batch_size, jit_compile=False, intra_op_threads=0,
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             "rss_baseline_mb": round(rss_baseline, 1), "rss_after_build_mb": round(rss_after_build, 1),
             "rss_after_trace_mb": round(rss_after_trace, 1),
-            "build_s": round(build_s, 1),
-            "first_step_s": round(first_step_s, 1), "iterations": iterations, "batch_size": batch_size,
+            "build_s": round(build_s, 1), "trace_s": round(trace_s, 1),
+            "first_step_s": round(first_step_s, 1), "first_step_cpu_s": round(first_step_cpu_s, 1),
+            "iterations": iterations, "batch_size": batch_size, "graph_optimization_applied": graph_optimization,
             "peak_gpu_mb": peak_gpu_mb()}
 
 
@@ -168,6 +174,8 @@ def main():
     parser.add_argument("--intra_op_threads", type=int, default=0, help="0: TensorFlow's default")
     parser.add_argument("--inter_op_threads", type=int, default=0, help="0: TensorFlow's default")
     parser.add_argument("--disable_graph_optimizer", action="store_true", help="turn grappler off")
+    parser.add_argument("--graph_optimization", choices=["auto", "quick", "full"], default="auto",
+                        help="the entry points' --graph_optimization (auto: quick without a GPU)")
     parser.add_argument("--mixed_precision", choices=["float32", "mixed_float16", "mixed_bfloat16"],
                         default="float32", help="Keras dtype policy of the supernet")
     parser.add_argument("--keep_freed_memory", action="store_true",
@@ -188,7 +196,7 @@ def main():
     options = {"jit_compile": args.jit_compile, "intra_op_threads": args.intra_op_threads,
                "inter_op_threads": args.inter_op_threads, "disable_graph_optimizer": args.disable_graph_optimizer,
                "mixed_precision": args.mixed_precision, "recompute_cells": args.recompute_cells,
-               "keep_freed_memory": args.keep_freed_memory}
+               "keep_freed_memory": args.keep_freed_memory, "graph_optimization": args.graph_optimization}
     print(json.dumps({**measure(args.config, args.iterations, args.batch_size, **options), **options}), flush=True)
 
 
