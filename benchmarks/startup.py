@@ -3,6 +3,7 @@ and on resume, through the real `python -m drnas_tf.search`.
 
     .venv/bin/python benchmarks/startup.py                      # the full-size CIFAR supernet on digits' images
     .venv/bin/python benchmarks/startup.py --size=small         # an NB201 supernet, for a quick look
+    .venv/bin/python benchmarks/startup.py --graph_optimization=full   # the search's flag, passed on
 
 The search runs two one-epoch stages (k 6 -> 4 and 7 -> 4 operations for the DARTS space, as the paper's CIFAR
 schedule) of 3 steps each, with architecture updates from the start and `--checkpoint_every_steps=1`, so that
@@ -60,11 +61,14 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", choices=sorted(SIZES), default="full")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds to wait for each state")
+    parser.add_argument("--graph_optimization", choices=["auto", "quick", "full"], default="auto",
+                        help="the search's --graph_optimization")
     args = parser.parse_args()
     model_dir = tempfile.mkdtemp(prefix="startup-")
     command = [sys.executable, "-m", "drnas_tf.search", "--dataset=digits", *SIZES[args.size],
                "--stage_epochs=1,1", f"--steps_per_epoch={STEPS}", "--batch_size=64", "--arch_warmup_epochs=0",
-               "--checkpoint_every_steps=1", "--progress=0", f"--model_dir={model_dir}"]
+               "--checkpoint_every_steps=1", "--progress=0", f"--graph_optimization={args.graph_optimization}",
+               f"--model_dir={model_dir}"]
     start = time.monotonic()
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     first = wait_for(process, model_dir, (0, 1), args.timeout)
@@ -77,8 +81,9 @@ def main():
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     resumed = wait_for(process, model_dir, (1, 2), args.timeout)
     process.wait()
-    print(json.dumps({"size": args.size, "first_step_s": round(first - start, 1),
-                      "next_step_s": round(second - first, 1), "stage_boundary_s": round(boundary - stage_end, 1),
+    print(json.dumps({"size": args.size, "graph_optimization": args.graph_optimization,
+                      "first_step_s": round(first - start, 1), "next_step_s": round(second - first, 1),
+                      "stage_boundary_s": round(boundary - stage_end, 1),
                       "resume_first_step_s": round(resumed - start_resume, 1), "model_dir": model_dir}))
 
 

@@ -110,7 +110,7 @@ def define_network_flags(supernet=True):
 def define_execution_flags(run):
     """How a search or retraining run executes: determinism, NaN policy, CPU threads, precision, memory, XLA.
     `run` names it in help."""
-    from drnas_tf.config import NAN_POLICIES, PRECISIONS
+    from drnas_tf.config import GRAPH_OPTIMIZATIONS, NAN_POLICIES, PRECISIONS
 
     flags.DEFINE_bool("deterministic", False, "Turn on TF op determinism (tf.config.experimental."
                       f"enable_op_determinism) on top of the seeded data order, augmentation and draws: the same "
@@ -128,6 +128,12 @@ def define_execution_flags(run):
     flags.DEFINE_bool("return_freed_memory", True, "During each epoch's first step, where TensorFlow traces and "
                       "optimises the step's graph, hand the C heap's freed pages back to the OS every half second "
                       "(glibc malloc_trim): a lower peak RSS at no measured cost (docs/performance.md).")
+    flags.DEFINE_enum("graph_optimization", "auto", list(GRAPH_OPTIMIZATIONS), "How much TensorFlow's graph "
+                      "optimiser (grappler) does to each traced step: 'quick' leaves out what costs start-up time "
+                      "and does not pay on a CPU (its second round of passes, the MLIR round trip, the memory, "
+                      "layout, remapping and loop passes), so the first step after each trace comes sooner with "
+                      "the same numbers; 'full' is TensorFlow's default; 'auto' is quick without a GPU and full "
+                      "with one (docs/performance.md).")
     flags.DEFINE_bool("jit_compile", False, "Compile the train step with XLA. One device only (XLA cannot "
                       "compile MirroredStrategy's cross-replica step); slower than the default on CPU "
                       "(docs/performance.md).")

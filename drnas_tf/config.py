@@ -112,6 +112,7 @@ def check_depth_flags(space, what, **given):
 NETWORK_SETTINGS = ("init_channels", "layers", "cells_per_stage", "nb201_bypass", "image_size")
 NAN_POLICIES = ("stop", "skip_batch")  # what a NaN or Inf loss does (runtime.py)
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")  # Keras dtype policies of --mixed_precision
+GRAPH_OPTIMIZATIONS = ("auto", "quick", "full")  # --graph_optimization: runtime.configure_graph_optimization
 STRATEGIES = ("auto", "mirrored", "multi_worker")  # --strategy: distributed.make_strategy
 
 
@@ -134,6 +135,7 @@ class Execution:
         deterministic: TensorFlow op determinism on top of the seeded data and draws.
         mixed_precision: the Keras dtype policy of the network (PRECISIONS).
         intra_op_threads, inter_op_threads: TF's CPU thread pools (0: TensorFlow's default).
+        graph_optimization: how much grappler does to each traced step (GRAPH_OPTIMIZATIONS).
     """
 
     progress: int = 1
@@ -146,12 +148,16 @@ class Execution:
     mixed_precision: str = "float32"
     intra_op_threads: int = 0
     inter_op_threads: int = 0
+    graph_optimization: str = "auto"
 
     def __post_init__(self):
         if self.nan_policy not in NAN_POLICIES:
             raise ValueError(f"--nan_policy={self.nan_policy!r} must be one of: {', '.join(NAN_POLICIES)}")
         if self.mixed_precision not in PRECISIONS:
             raise ValueError(f"--mixed_precision={self.mixed_precision!r} must be one of: {', '.join(PRECISIONS)}")
+        if self.graph_optimization not in GRAPH_OPTIMIZATIONS:
+            raise ValueError(f"--graph_optimization={self.graph_optimization!r} must be one of: "
+                             f"{', '.join(GRAPH_OPTIMIZATIONS)}")
         check_range("checkpoint_every_steps", self.checkpoint_every_steps, NON_NEGATIVE)
         check_range("progress", self.progress, (lambda v: v in (0, 1, 2), "0, 1 or 2"))
         for name in ("intra_op_threads", "inter_op_threads"):

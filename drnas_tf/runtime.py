@@ -1,9 +1,10 @@
-"""How a run executes, whatever it trains: threads, precision, XLA, determinism, and the callbacks of an epoch.
+"""How a run executes, whatever it trains: threads, graph optimisation, precision, XLA, determinism, and the
+callbacks of an epoch.
 
-Shared by search and retraining: `configure` (threads, precision, determinism of a config.Execution) before
-any op, `check_jit_compile`, and `epoch_callbacks`: `FiniteLossGuard` first under --nan_policy=stop (under
-skip_batch the model skips the step itself, see optim.apply_if_finite), `StepCheckpoint` for
---checkpoint_every_steps, `ReturnFreedMemory` for --return_freed_memory.
+Shared by search and retraining: `configure` (threads, graph optimisation, precision, determinism of a
+config.Execution) before any op, `check_jit_compile`, and `epoch_callbacks`: `FiniteLossGuard` first under
+--nan_policy=stop (under skip_batch the model skips the step itself, see optim.apply_if_finite),
+`StepCheckpoint` for --checkpoint_every_steps, `ReturnFreedMemory` for --return_freed_memory.
 """
 
 import contextlib
@@ -13,14 +14,17 @@ import threading
 import keras
 import numpy as np
 import tensorflow as tf
+from tensorflow.core.protobuf import config_pb2, rewriter_config_pb2
+from tensorflow.python.eager import context as eager_context
 
-from drnas_tf.config import PRECISIONS
+from drnas_tf.config import GRAPH_OPTIMIZATIONS, PRECISIONS
 
 
 def configure(execution, seed):
-    """Applies a config.Execution's threads, precision and determinism (seeding everything with `seed`);
-    call before any op runs. Returns the compute dtype."""
+    """Applies a config.Execution's threads, graph optimisation, precision and determinism (seeding everything
+    with `seed`); call before any op runs. Returns the compute dtype."""
     configure_threads(execution.intra_op_threads, execution.inter_op_threads)
+    configure_graph_optimization(execution.graph_optimization)
     compute_dtype = configure_precision(execution.mixed_precision)
     configure_determinism(seed, execution.deterministic)
     return compute_dtype
@@ -33,6 +37,50 @@ def configure_threads(intra_op_threads=0, inter_op_threads=0):
             raise ValueError(f"--{name} must be 0 (TensorFlow's default) or positive, got {value}")
     tf.config.threading.set_intra_op_parallelism_threads(intra_op_threads)
     tf.config.threading.set_inter_op_parallelism_threads(inter_op_threads)
+
+
+# The grappler passes that --graph_optimization=quick turns off through tf.config, and the options of TF's
+# RewriterConfig that tf.config does not reach (set on the eager context's ConfigProto instead).
+QUICK_PASSES_OFF = ("layout_optimizer", "remapping", "loop_optimization")
+QUICK_REWRITE_OPTIONS = {"meta_optimizer_iterations": rewriter_config_pb2.RewriterConfig.ONE,
+                         "disable_tfg_optimizer": True,
+                         "memory_optimization": rewriter_config_pb2.RewriterConfig.NO_MEM_OPT}
+
+
+def configure_graph_optimization(mode):
+    """Sets how much grappler does to every tf.function instantiated from now on (--graph_optimization);
+    returns the mode applied, "quick" or "full".
+
+    TensorFlow optimises each traced step once, before its first run, and on a CPU most of that time goes to
+    work that changes little there: a second round of every pass, an MLIR round trip that only re-sorts the
+    graph, the memory optimiser (whose swapping is for GPUs), and the layout, remapping and loop passes.
+    "quick" leaves those out, keeping pruning, common subexpressions, constant folding, the arithmetic and
+    dependency optimisers, function inlining and the implementation selector (which swaps in the CPU kernel of
+    the Dirichlet's gamma sampler: without it every draw changes); "full" is TensorFlow's default; "auto" is
+    quick where no GPU is visible (on a GPU the layout and remapping passes pay). A step's numbers are the
+    same either way; the measured effect is in docs/performance.md. tf.config reaches only the passes; the iteration count, the MLIR
+    round trip and the memory optimiser are fields of the eager context's ConfigProto, which TensorFlow copies
+    into each function call's options.
+    """
+    if mode not in GRAPH_OPTIMIZATIONS:
+        raise ValueError(f"--graph_optimization={mode!r} must be one of: {', '.join(GRAPH_OPTIMIZATIONS)}")
+    if mode == "auto":
+        mode = "full" if tf.config.list_physical_devices("GPU") else "quick"
+    quick = mode == "quick"
+    ctx = eager_context.context()
+    config = config_pb2.ConfigProto()
+    if ctx._config is not None:
+        config.CopyFrom(ctx._config)
+    rewrite_options = config.graph_options.rewrite_options
+    for name, value in QUICK_REWRITE_OPTIONS.items():
+        if quick:
+            setattr(rewrite_options, name, value)
+        else:
+            rewrite_options.ClearField(name)
+    ctx._config = config
+    # After the ConfigProto: this also drops the thread's cached function call options, rebuilt from both.
+    tf.config.optimizer.set_experimental_options({name: not quick for name in QUICK_PASSES_OFF})
+    return mode
 
 
 def configure_precision(policy):
