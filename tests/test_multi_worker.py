@@ -24,7 +24,7 @@ import tensorflow as tf
 from tensorflow.python.framework import config as tf_config
 
 from cli_harness import ENV, ROOT, module_command
-from drnas_tf import config as config_lib, search_task
+from drnas_tf import config as config_lib, runtime, search_task
 from drnas_tf.config import Execution
 from drnas_tf.data.pipelines import search_datasets, search_parts
 
@@ -143,10 +143,12 @@ def one_process_two_replicas(model_dir):
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"],
                                               cross_device_ops=tf.distribute.ReductionToOneDevice())
     tf.config.experimental.enable_op_determinism()  # as the workers' --deterministic: the same kernels
+    runtime.configure_graph_optimization("auto")  # as the workers' default: the same optimised graph
     try:
         search_task.run_search(config, model_dir, epoch_data, strategy=strategy, execution=Execution(progress=0))
     finally:
         tf_config.disable_op_determinism()  # process-wide: leave the other tests' kernels alone
+        runtime.configure_graph_optimization("full")
     return json.load(open(os.path.join(model_dir, "genotype.json")))
 
 
