@@ -1,8 +1,7 @@
 """BatchNorm with PyTorch's numerics on TensorFlow's fused kernel (docs/method.md §11; docs/performance.md).
 
 Momentum 0.1 (Keras 0.9) and eps 1e-5; the moving variance takes the unbiased batch variance, as PyTorch's
-running_var does. Several BatchNorms on consecutive channel blocks run as one kernel (`batch_norm_together`),
-on a channel count padded to a multiple of `ALIGNED_CHANNELS`.
+running_var does. Several BatchNorms on consecutive channel blocks run as one kernel (`batch_norm_together`).
 """
 
 import contextlib
@@ -16,10 +15,6 @@ from drnas_tf.ops.layers import deferred
 
 BN_MOMENTUM = 0.9  # Keras momentum 0.9 == PyTorch momentum 0.1
 BN_EPSILON = 1e-5
-# oneDNN's BatchNorm kernels, forward and backward, run several times slower per element on a channel count
-# that is not a multiple of 4 (6, 9 and 18: the partial channels of the paper's C=36 DARTS supernet); zero
-# channels added up to a multiple of 4 cost less than that (docs/performance.md).
-ALIGNED_CHANNELS = 4
 
 
 _moving_statistics = threading.local()  # per thread: MirroredStrategy traces each replica in its own
@@ -78,20 +73,14 @@ def batch_norm_together(layers, x, training=None):
     compute dtype."""
     first = layers[0]
     x = x if x.dtype in (tf.float16, tf.float32) else tf.cast(x, tf.float32)
-    channels = x.shape[-1]
-    padding = -channels % ALIGNED_CHANNELS  # zero channels: mean 0, variance 0, output 0, no gradient
 
-    def stacked(name, pad_value):
+    def stacked(name):
         values = [tf.convert_to_tensor(getattr(layer, name)) for layer in layers]
-        if padding:
-            values.append(_constant_vector(pad_value, padding, x.device))
         return values[0] if len(values) == 1 else tf.concat(values, axis=0)
 
-    scale = stacked("gamma", 1.0) if first.scale else _constant_vector(1.0, channels + padding, x.device)
-    offset = stacked("beta", 0.0) if first.center else _constant_vector(0.0, channels + padding, x.device)
-    moving_mean, moving_variance = stacked("moving_mean", 0.0), stacked("moving_variance", 1.0)
-    if padding:
-        x = tf.concat([x, tf.zeros(tf.concat([tf.shape(x)[:-1], [padding]], axis=0), x.dtype)], axis=-1)
+    scale = stacked("gamma") if first.scale else _constant_vector(1.0, x.shape[-1], x.device)
+    offset = stacked("beta") if first.center else _constant_vector(0.0, x.shape[-1], x.device)
+    moving_mean, moving_variance = stacked("moving_mean"), stacked("moving_variance")
     if training and first.trainable:
         # The kernel also returns the updated moving statistics: momentum * old + (1 - momentum) * batch.
         if x.dtype == tf.float32:
@@ -105,8 +94,6 @@ def batch_norm_together(layers, x, training=None):
                 x, scale, offset, moving_mean, moving_variance, epsilon=first.epsilon, is_training=True,
                 exponential_avg_factor=1.0 - first.momentum)
         if not getattr(_moving_statistics, "frozen", False):
-            if padding:
-                moving_mean, moving_variance = moving_mean[:channels], moving_variance[:channels]
             means, variances = ((moving_mean,), (moving_variance,)) if len(layers) == 1 else (
                 tf.split(moving_mean, len(layers)), tf.split(moving_variance, len(layers)))
             for layer, mean, variance in zip(layers, means, variances):
@@ -115,8 +102,6 @@ def batch_norm_together(layers, x, training=None):
     else:
         y, _, _ = tf.compat.v1.nn.fused_batch_norm(x, scale, offset, moving_mean, moving_variance,
                                                    epsilon=first.epsilon, is_training=False)
-    if padding:
-        y = tf.split(y, [channels, padding], axis=-1)[0]
     return tf.cast(y, first.compute_dtype)
 
 
