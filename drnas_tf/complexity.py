@@ -17,7 +17,8 @@ def count_macs(model, image_shape):
     Counts what the traced graph actually executes: convolutions (dense, depthwise and dilated) and
     matrix multiplications, so pruned operations (never built) and partial channels are accounted for.
     Dilated depthwise convolutions run as space-to-batch + convolution; their positions are taken from the
-    batch-to-space output so the padding that layout adds is not counted.
+    batch-to-space output so the padding that layout adds is not counted. Strided dilated ones convolve the
+    subsampled input (ops.strided_dilated_depthwise) and count their strided output.
     """
     spec = tf.TensorSpec((1, *image_shape), tf.float32)
     graph = tf.function(lambda images: model(images, training=False)).get_concrete_function(spec).graph

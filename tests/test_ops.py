@@ -200,6 +200,39 @@ def test_batch_norm_matches_pytorch_numerics(affine):
             np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("kernel_size,padding", [(3, 2), (5, 4)])
+@pytest.mark.parametrize("size", [8, 9])
+def test_strided_dilated_conv_subsamples_first(kernel_size, padding, size):
+    """A stride-2 DilConv convolves every second row and column with the undilated kernel: the same outputs and
+    input gradients as TensorFlow's strided dilated depthwise convolution (space-to-batch at full resolution,
+    then subsampling), with none of its space-to-batch ops, on even and odd sizes."""
+    op = ops.DilConv(4, 4, kernel_size, 2, padding, 2, affine=False)
+    x = random_images(size, size + 1, channels=4)
+    op(x)  # builds
+    assert op.subsamples_first()
+
+    def outputs_and_gradients(depthwise):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = depthwise(ops.pad_spatial(x, *[padding] * 4), op.depthwise.kernel)
+            loss = tf.reduce_sum(tf.sin(y))
+        return y, tape.gradient(loss, x)
+
+    ours = outputs_and_gradients(lambda t, k: ops.strided_dilated_depthwise(t, k, 2))
+    theirs = outputs_and_gradients(lambda t, k: keras.ops.depthwise_conv(t, k, 2, "valid", dilation_rate=2))
+    for a, b in zip(ours, theirs):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
+    assert ours[0].shape == (2, (size + 1) // 2, (size + 2) // 2, 4)
+    graph = tf.function(lambda: op(x, training=True)).get_concrete_function().graph
+    kinds = {o.type for o in graph.get_operations()}
+    assert "DepthwiseConv2dNative" in kinds and "SpaceToBatchND" not in kinds
+    stride_one = ops.DilConv(4, 4, kernel_size, 1, padding, 2, affine=False)
+    stride_one(x)
+    for source, target in zip(op.weights, stride_one.weights):
+        target.assign(source)
+    np.testing.assert_allclose(op(x).numpy(), stride_one(x).numpy()[:, ::2, ::2], rtol=1e-5, atol=1e-6)
+
+
 def test_batch_norm_gradient_builds_no_zeros_for_the_unused_outputs():
     """Each zeros tensor the tape would build for an unused output of the fused kernel is a graph node of the
     search step (ops.batch_norm_together uses the op version whose unused outputs take None)."""

@@ -15,11 +15,11 @@ SUPERNETS = {
     "nb201 cifar100 k=2": (dict(search_space="nb201", dataset="cifar100", k=2), 482356, 30, 0, 7264, 66771200),
     # DARTS at small sizes (the full-size counts are pinned in tests/supernet/test_supernets.py).
     "darts cifar10 C=12 5 cells (k=6)": (dict(search_space="darts", dataset="cifar10", init_channels=12, layers=5),
-                                         83894, 196, 0, 6712, 18425728),
+                                         83894, 196, 0, 6712, 17172352),
     "darts cifar10 C=8 5 cells k=4 keep 4": (dict(search_space="darts", dataset="cifar10", init_channels=8,
-                                                  layers=5, k=4, num_keep=4), 48032, 196, 0, 4104, 10296064),
+                                                  layers=5, k=4, num_keep=4), 48032, 196, 0, 4104, 9710848),
     "darts imagenet C=12 4 cells 64x64 (k=6)": (dict(search_space="darts", dataset="imagenet", init_channels=12,
-                                                     layers=4, image_size="64"), 279266, 196, 0, 5828, 3813376),
+                                                     layers=4, image_size="64"), 279266, 196, 0, 5828, 3735040),
 }
 # (genotype, dataset, auxiliary, trainable, aux, non-trainable, MACs): `python -m drnas_tf.summary --genotype=G ...`.
 NETWORKS = {

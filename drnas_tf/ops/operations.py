@@ -76,7 +76,18 @@ class DilConv(ComposedLayer):
 
     def call(self, x, training=False):
         x = pad_spatial(tf.nn.relu(x), *[self.explicit_padding] * 4)
-        return self.bn(self.pointwise(self.depthwise(x)), training=training)
+        if self.subsamples_first():
+            x = strided_dilated_depthwise(x, self.depthwise.kernel, self.stride)
+        else:
+            x = self.depthwise(x)
+        return self.bn(self.pointwise(x), training=training)
+
+    def subsamples_first(self):
+        """Whether the strided, dilated depthwise convolution runs as `strided_dilated_depthwise`: where the
+        stride equals the dilation and the explicit padding is a multiple of it (the DARTS space's stride-2
+        DilConv: padding 2 or 4, dilation 2)."""
+        return (self.stride > 1 and self.dilation == self.stride and self.explicit_padding % self.stride == 0
+                and self.depthwise.padding == "valid")
 
     @staticmethod
     def together(blocks, x, training=False):
@@ -93,8 +104,11 @@ class DilConv(ComposedLayer):
         first = blocks[0]
         x = pad_spatial(tf.nn.relu(x), *[first.explicit_padding] * 4)
         depthwise = tf.concat([tf.cast(tf.convert_to_tensor(b.depthwise.kernel), x.dtype) for b in blocks], axis=2)
-        x = keras.ops.depthwise_conv(x, depthwise, first.stride, first.depthwise.padding,
-                                     dilation_rate=first.dilation)
+        if first.subsamples_first():
+            x = strided_dilated_depthwise(x, depthwise, first.stride)
+        else:
+            x = keras.ops.depthwise_conv(x, depthwise, first.stride, first.depthwise.padding,
+                                         dilation_rate=first.dilation)
         pointwise = tf.concat([tf.cast(tf.convert_to_tensor(b.pointwise.kernel), x.dtype) for b in blocks], axis=3)
         y = tf.nn.conv2d(x, pointwise, 1, "VALID")  # input channels len(blocks) x the kernel's: grouped
         return batch_norm_together([b.bn for b in blocks], y, training)
@@ -103,6 +117,16 @@ class DilConv(ComposedLayer):
         return {**super().get_config(), "channels_in": self.channels_in, "channels_out": self.channels_out,
                 "kernel_size": self.kernel_size, "stride": self.stride, "padding": self.padding,
                 "dilation": self.dilation, "affine": self.affine}
+
+
+def strided_dilated_depthwise(x, kernel, stride):
+    """A 'valid' depthwise convolution of padded x whose stride and dilation both equal `stride`, as the
+    undilated convolution of x's every stride-th row and column: every tap of a dilated kernel at a strided
+    position reads such a row and column, so the numbers are the same. TensorFlow would convolve at full
+    resolution through space-to-batch and subsample the result; this does a quarter of that arithmetic at stride
+    2 (docs/performance.md)."""
+    kernel = tf.cast(tf.convert_to_tensor(kernel), x.dtype)
+    return tf.nn.depthwise_conv2d(x[:, ::stride, ::stride, :], kernel, [1, 1, 1, 1], "VALID")
 
 
 class SepConv(ComposedLayer):
