@@ -17,7 +17,9 @@ graph optimisation, first run), `first_step_cpu_s` the CPU time the process spen
 optimisation run on one thread, so on a loaded host this moves less than the wall time). `--graph_nodes`
 counts the nodes of the traced train step instead: a size that, unlike time, does not depend on the load.
 The first iteration runs under runtime.returning_freed_memory, as the entry points' first step of an epoch
-does (--return_freed_memory); `--keep_freed_memory` measures without it.
+does (--return_freed_memory); `--keep_freed_memory` measures without it. Each iteration also times inference
+(`infer_ms_median`) unless `--train_only`, which leaves the inference graph out as benchmarks/reference_step.py
+does, so that peak memory compares with the reference's.
 """
 
 import argparse
@@ -107,7 +109,7 @@ def graph_nodes(name, batch_size):
 
 def measure(name, iterations, batch_size, jit_compile=False, intra_op_threads=0, inter_op_threads=0,
             disable_graph_optimizer=False, mixed_precision="float32", recompute_cells=False, keep_freed_memory=False,
-            graph_optimization="auto"):
+            graph_optimization="auto", train_only=False):
     import contextlib
 
     import numpy as np
@@ -148,13 +150,15 @@ def measure(name, iterations, batch_size, jit_compile=False, intra_op_threads=0,
         if i >= WARMUP_ITERATIONS:
             train_ms.append(1000 * (time.perf_counter() - start))
         start = time.perf_counter()
-        infer(batch[0][0]).numpy()
+        if not train_only:
+            infer(batch[0][0]).numpy()
         if i == 0:
             first.close()
-        if i >= WARMUP_ITERATIONS:
+        if i >= WARMUP_ITERATIONS and not train_only:
             infer_ms.append(1000 * (time.perf_counter() - start))
     return {"config": name, "train_ms_median": round(float(np.median(train_ms)), 1),
-            "train_ms_min": round(float(np.min(train_ms)), 1), "infer_ms_median": round(float(np.median(infer_ms)), 1),
+            "train_ms_min": round(float(np.min(train_ms)), 1),
+            "infer_ms_median": round(float(np.median(infer_ms)), 1) if infer_ms else None,
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
             "rss_baseline_mb": round(rss_baseline, 1), "rss_after_build_mb": round(rss_after_build, 1),
             "rss_after_trace_mb": round(rss_after_trace, 1),
@@ -181,6 +185,8 @@ def main():
     parser.add_argument("--keep_freed_memory", action="store_true",
                         help="leave freed heap pages to malloc in the first iteration (the entry points' "
                              "--noreturn_freed_memory)")
+    parser.add_argument("--train_only", action="store_true",
+                        help="no inference: time and memory of the search iteration alone, as the reference's")
     parser.add_argument("--recompute_cells", action="store_true",
                         help="recompute the search cells in the backward pass (not with the unrolled config)")
     args = parser.parse_args()
@@ -196,7 +202,8 @@ def main():
     options = {"jit_compile": args.jit_compile, "intra_op_threads": args.intra_op_threads,
                "inter_op_threads": args.inter_op_threads, "disable_graph_optimizer": args.disable_graph_optimizer,
                "mixed_precision": args.mixed_precision, "recompute_cells": args.recompute_cells,
-               "keep_freed_memory": args.keep_freed_memory, "graph_optimization": args.graph_optimization}
+               "keep_freed_memory": args.keep_freed_memory, "graph_optimization": args.graph_optimization,
+               "train_only": args.train_only}
     print(json.dumps({**measure(args.config, args.iterations, args.batch_size, **options), **options}), flush=True)
 
 

@@ -4,13 +4,14 @@
     .venv/bin/python benchmarks/side_by_side.py ... --before_dir=PATH/TO/AN/OLDER/CHECKOUT   # before and after
 
 For each configuration and round, the reference's iteration (benchmarks/reference_step.py, under a Python with
-PyTorch) and then ours (benchmarks/search_step.py) run in fresh processes, one after the other, so both see the
-same machine. Prints one JSON line per run, then a markdown table: per configuration the medians over rounds of
-each program's ms per iteration and peak RSS, the time ratio ours / reference, and each program's RSS growth
-over its own baseline (peak minus the resident memory once its framework is imported). Only these ratios are
-comparable across machines (docs/performance.md). With --before_dir, another checkout of this project (a git
-worktree at an older commit, say) runs its own search_step.py right after ours, and the table gains its time
-and ratio: a change's effect measured side by side too.
+PyTorch) and then ours (benchmarks/search_step.py --train_only: no inference, as the reference runs none) run in
+fresh processes, one after the other, so both see the same machine. Prints one JSON line per run, then a
+markdown table: per configuration the medians over rounds of each program's ms per iteration and peak RSS, the
+time ratio ours / reference, and each program's RSS growth over its own baseline (peak minus the resident memory
+once its framework is imported). Only these ratios are comparable across machines (docs/performance.md). With
+--before_dir, another checkout of this project (a git worktree at an older commit, say) runs its own
+search_step.py right after ours, and the table gains its time and ratio: a change's effect measured side by
+side too.
 """
 
 import argparse
@@ -39,6 +40,10 @@ def main():
     parser.add_argument("--rounds", type=int, default=1, help="reference-then-ours runs per configuration")
     parser.add_argument("--before_dir", help="another checkout of drnas_tf, timed after ours in each round")
     args = parser.parse_args()
+    if args.before_dir:
+        before_script = os.path.join(args.before_dir, "benchmarks", "search_step.py")
+        with open(before_script) as script:  # a checkout older than --train_only times inference too
+            before_options = ["--train_only"] if "--train_only" in script.read() else []
     rows = []
     for name in args.configs.split(","):
         results = {"reference": [], "ours": [], **({"before": []} if args.before_dir else {})}
@@ -47,11 +52,10 @@ def main():
                                              f"--reference_dir={args.reference_dir}", f"--config={name}",
                                              f"--iterations={args.iterations}"]))
             results["ours"].append(run([sys.executable, os.path.join(HERE, "search_step.py"), f"--config={name}",
-                                        f"--iterations={args.iterations}"]))
+                                        f"--iterations={args.iterations}", "--train_only"]))
             if args.before_dir:
-                results["before"].append(run([sys.executable, os.path.join(args.before_dir, "benchmarks",
-                                                                            "search_step.py"),
-                                              f"--config={name}", f"--iterations={args.iterations}"]))
+                results["before"].append(run([sys.executable, before_script, f"--config={name}",
+                                              f"--iterations={args.iterations}", *before_options]))
             for program, runs in results.items():
                 print(json.dumps({**runs[-1], "program": program}), flush=True)
 
