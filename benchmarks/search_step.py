@@ -131,7 +131,8 @@ def measure(name, iterations, batch_size, jit_compile=False, intra_op_threads=0,
     searcher, supernet, batch = build(name, batch_size, recompute_cells)
     rss_after_build, build_s = rss_mb(), time.perf_counter() - start
     train_step = tf.function(searcher.train_step, jit_compile=jit_compile)
-    infer = tf.function(lambda images: supernet(images, training=False), jit_compile=jit_compile)
+    infer = None if train_only else tf.function(lambda images: supernet(images, training=False),
+                                                jit_compile=jit_compile)
     # The entry points' --return_freed_memory (runtime.ReturnFreedMemory) around the first step's tracing,
     # graph optimisation and first run: here around the first iteration (train step and inference).
     first = contextlib.ExitStack()

@@ -200,12 +200,12 @@ def test_batch_norm_matches_pytorch_numerics(affine):
             np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-4, atol=1e-5)
 
 
-@pytest.mark.parametrize("kernel_size,padding", [(3, 2), (5, 4)])
+@pytest.mark.parametrize("kernel_size,padding", [(3, 2), (5, 4), (3, 1), (5, 3)])
 @pytest.mark.parametrize("size", [8, 9])
 def test_strided_dilated_conv_subsamples_first(kernel_size, padding, size):
     """A stride-2 DilConv convolves every second row and column with the undilated kernel: the same outputs and
     input gradients as TensorFlow's strided dilated depthwise convolution (space-to-batch at full resolution,
-    then subsampling), with none of its space-to-batch ops, on even and odd sizes."""
+    then subsampling), with none of its space-to-batch ops, on even and odd sizes and paddings."""
     op = ops.DilConv(4, 4, kernel_size, 2, padding, 2, affine=False)
     x = random_images(size, size + 1, channels=4)
     op(x)  # builds
@@ -222,7 +222,10 @@ def test_strided_dilated_conv_subsamples_first(kernel_size, padding, size):
     theirs = outputs_and_gradients(lambda t, k: keras.ops.depthwise_conv(t, k, 2, "valid", dilation_rate=2))
     for a, b in zip(ours, theirs):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
-    assert ours[0].shape == (2, (size + 1) // 2, (size + 2) // 2, 4)
+    def out(n):  # PyTorch's output size for stride 2, dilation 2
+        return (n + 2 * padding - 2 * (kernel_size - 1) - 1) // 2 + 1
+
+    assert ours[0].shape == (2, out(size), out(size + 1), 4)
     graph = tf.function(lambda: op(x, training=True)).get_concrete_function().graph
     kinds = {o.type for o in graph.get_operations()}
     assert "DepthwiseConv2dNative" in kinds and "SpaceToBatchND" not in kinds

@@ -84,9 +84,8 @@ class DilConv(ComposedLayer):
 
     def subsamples_first(self):
         """Whether the strided, dilated depthwise convolution runs as `strided_dilated_depthwise`: where the
-        stride equals the dilation and the explicit padding (always explicit at stride > 1) is a multiple of it:
-        the DARTS space's stride-2 DilConv, padding 2 or 4, dilation 2."""
-        return self.stride > 1 and self.dilation == self.stride and self.explicit_padding % self.stride == 0
+        stride equals the dilation (the DARTS space's stride-2 DilConv, dilation 2), whatever the padding."""
+        return self.stride > 1 and self.dilation == self.stride
 
     @staticmethod
     def together(blocks, x, training=False):
