@@ -1,7 +1,9 @@
-"""BatchNorm with PyTorch's numerics on TensorFlow's fused kernel (docs/method.md §11; docs/performance.md).
+"""BatchNorm with PyTorch's numerics, fast on the CPU (docs/method.md §11; docs/performance.md).
 
 Momentum 0.1 (Keras 0.9) and eps 1e-5; the moving variance takes the unbiased batch variance, as PyTorch's
-running_var does. Several BatchNorms on consecutive channel blocks run as one kernel (`batch_norm_together`).
+running_var does. TensorFlow's fused kernel computes it, except in float32 training on channel counts where
+that kernel is slow, which take column sums instead. Several BatchNorms on consecutive channel blocks run
+as one (`batch_norm_together`).
 """
 
 import contextlib
@@ -15,6 +17,9 @@ from drnas_tf.ops.layers import deferred
 
 BN_MOMENTUM = 0.9  # Keras momentum 0.9 == PyTorch momentum 0.1
 BN_EPSILON = 1e-5
+# oneDNN's fused kernel is fast on channel counts that are multiples of this and several times slower per
+# element on the others, which training computes from column sums (`_batch_norm_by_reductions`).
+FUSED_KERNEL_CHANNELS = 4
 
 
 _moving_statistics = threading.local()  # per thread: MirroredStrategy traces each replica in its own
@@ -36,9 +41,9 @@ def frozen_moving_statistics():
 @keras.saving.register_keras_serializable(package="drnas_tf")
 class BatchNorm(keras.layers.BatchNormalization):
     """Keras BatchNormalization on NHWC tensors (channels last, as `batch_norm` builds it) computed by
-    TensorFlow's fused kernel.
+    TensorFlow's fused kernel, or from column sums where that kernel is slow (`batch_norm_together`).
 
-    One FusedBatchNormV3 op forward and one backward instead of Keras's dozen-op moments and normalisation:
+    One FusedBatchNorm op forward and one backward instead of Keras's dozen-op moments and normalisation:
     faster on the small convolutions of a supernet (docs/performance.md). The weights are Keras's
     (gamma, beta, moving_mean, moving_variance). The moving variance is updated with the unbiased batch
     variance, as PyTorch's running_var is (Keras uses the biased one); normalisation uses the biased one in
@@ -68,9 +73,11 @@ def _constant_vector(value, length, device):
 
 
 def batch_norm_together(layers, x, training=None):
-    """BatchNorm layers (of one kind) applied to consecutive channel blocks of x, as one fused kernel: BN acts
-    per channel, so this is each layer on its block. Returns the blocks' outputs side by side, as x's, in the
-    compute dtype."""
+    """BatchNorm layers (of one kind) applied to consecutive channel blocks of x, as one: BN acts per channel,
+    so this is each layer on its block. Returns the blocks' outputs side by side, as x's, in the compute dtype.
+
+    Float32 training on a static shape whose channel count is not a multiple of `FUSED_KERNEL_CHANNELS` runs
+    `_batch_norm_by_reductions`; everything else runs TensorFlow's fused kernel."""
     first = layers[0]
     x = x if x.dtype in (tf.float16, tf.float32) else tf.cast(x, tf.float32)
 
@@ -78,10 +85,20 @@ def batch_norm_together(layers, x, training=None):
         values = [tf.convert_to_tensor(getattr(layer, name)) for layer in layers]
         return values[0] if len(values) == 1 else tf.concat(values, axis=0)
 
+    moving_mean, moving_variance = stacked("moving_mean"), stacked("moving_variance")
+    training = training and first.trainable
+    if training and x.dtype == tf.float32 and x.shape[-1] % FUSED_KERNEL_CHANNELS and x.shape.is_fully_defined():
+        y, mean, variance = _batch_norm_by_reductions(
+            x, stacked("gamma") if first.scale else None, stacked("beta") if first.center else None, first.epsilon)
+        pixels = x.shape[:-1].num_elements()
+        factor = 1.0 - first.momentum
+        moving_mean = (1.0 - factor) * moving_mean + factor * mean
+        moving_variance = (1.0 - factor) * moving_variance + factor * variance * (pixels / max(pixels - 1, 1))
+        _update_moving_statistics(layers, moving_mean, moving_variance)
+        return tf.cast(y, first.compute_dtype)
     scale = stacked("gamma") if first.scale else _constant_vector(1.0, x.shape[-1], x.device)
     offset = stacked("beta") if first.center else _constant_vector(0.0, x.shape[-1], x.device)
-    moving_mean, moving_variance = stacked("moving_mean"), stacked("moving_variance")
-    if training and first.trainable:
+    if training:
         # The kernel also returns the updated moving statistics: momentum * old + (1 - momentum) * batch.
         if x.dtype == tf.float32:
             # The first version of the op (float32 only), the same kernel: the gradient tape passes None for
@@ -93,16 +110,79 @@ def batch_norm_together(layers, x, training=None):
             y, moving_mean, moving_variance = tf.compat.v1.nn.fused_batch_norm(
                 x, scale, offset, moving_mean, moving_variance, epsilon=first.epsilon, is_training=True,
                 exponential_avg_factor=1.0 - first.momentum)
-        if not getattr(_moving_statistics, "frozen", False):
-            means, variances = ((moving_mean,), (moving_variance,)) if len(layers) == 1 else (
-                tf.split(moving_mean, len(layers)), tf.split(moving_variance, len(layers)))
-            for layer, mean, variance in zip(layers, means, variances):
-                layer.moving_mean.assign(mean)
-                layer.moving_variance.assign(variance)
+        _update_moving_statistics(layers, moving_mean, moving_variance)
     else:
         y, _, _ = tf.compat.v1.nn.fused_batch_norm(x, scale, offset, moving_mean, moving_variance,
                                                    epsilon=first.epsilon, is_training=False)
     return tf.cast(y, first.compute_dtype)
+
+
+def _update_moving_statistics(layers, moving_mean, moving_variance):
+    """Assigns each layer its block of the updated moving statistics, unless they are frozen."""
+    if getattr(_moving_statistics, "frozen", False):
+        return
+    means, variances = ((moving_mean,), (moving_variance,)) if len(layers) == 1 else (
+        tf.split(moving_mean, len(layers)), tf.split(moving_variance, len(layers)))
+    for layer, mean, variance in zip(layers, means, variances):
+        layer.moving_mean.assign(mean)
+        layer.moving_variance.assign(variance)
+
+
+def _batch_norm_by_reductions(x, scale, offset, epsilon):
+    """Training-mode BatchNorm over axes 0-2 of a float32 NHWC tensor with a static shape, built from column
+    sums, for the channel counts where oneDNN's fused kernel is slow (not a multiple of
+    `FUSED_KERNEL_CHANNELS`; docs/performance.md). scale and offset may be None (non-affine). Returns
+    (output, batch mean, biased batch variance); the statistics carry no gradient, as the fused kernel's
+    do not.
+
+    The tensor is read as rows of `fold` consecutive pixels, [-1, fold * C] (a free reshape), so that a row
+    is wide enough for vector instructions; a channel's sum is the sum of its `fold` columns. The gradient
+    is the closed form dx = scale / sigma * (dy - mean(dy) - x_hat * mean(dy * x_hat)).
+    """
+    channels, shape = x.shape[-1], x.shape
+    pixels = shape[:-1].num_elements()
+    fold = 1
+    while (fold * channels) % 16 and pixels % (2 * fold) == 0 and fold < 16:
+        fold *= 2
+    width = fold * channels
+
+    def per_channel(column_sums):  # [width] -> each channel's sum, repeated for each of its columns
+        if fold == 1:
+            return column_sums
+        return tf.tile(tf.reduce_sum(tf.reshape(column_sums, [fold, channels]), 0), [fold])
+
+    has_scale, has_offset = scale is not None, offset is not None
+    statistics = []
+
+    @tf.custom_gradient
+    def normalise(x, *affine):
+        wide_scale = tf.tile(affine[0], [fold]) if has_scale else None
+        rows = tf.reshape(x, [-1, width])
+        mean = per_channel(tf.reduce_sum(rows, 0)) / pixels
+        centered = rows - mean
+        variance = per_channel(tf.reduce_sum(tf.square(centered), 0)) / pixels
+        inverse = tf.math.rsqrt(variance + epsilon)
+        normalised = centered * inverse
+        y = normalised * wide_scale if has_scale else normalised
+        if has_offset:
+            y = y + tf.tile(affine[-1], [fold])
+        statistics.extend([mean[:channels], variance[:channels]])
+
+        def gradient(dy):
+            dy = tf.reshape(dy, [-1, width])
+            dy_sum = per_channel(tf.reduce_sum(dy, 0))
+            dy_normalised_sum = per_channel(tf.reduce_sum(dy * normalised, 0))
+            gain = inverse * wide_scale if has_scale else inverse
+            dx = gain * (dy - (dy_sum + normalised * dy_normalised_sum) / pixels)
+            return (tf.reshape(dx, shape),
+                    *([dy_normalised_sum[:channels]] if has_scale else []),
+                    *([dy_sum[:channels]] if has_offset else []))
+
+        return tf.reshape(y, shape), gradient
+
+    y = normalise(x, *[v for v in (scale, offset) if v is not None])
+    mean, variance = statistics
+    return y, tf.stop_gradient(mean), tf.stop_gradient(variance)
 
 
 def batch_norm(affine, channels, name=None):

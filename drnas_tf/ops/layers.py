@@ -85,6 +85,23 @@ def pad_spatial(x, top, bottom, left, right, value=0.0):
     return tf.pad(x, [[0, 0], [top, bottom], [left, right], [0, 0]], constant_values=value)
 
 
+def every_nth_pixel(x, stride, offset=0):
+    """x[:, offset::stride, offset::stride, :] of an NHWC tensor with static H, W and C, zero-padded at the
+    bottom and right to ceil(H / stride) x ceil(W / stride) where the slice is shorter.
+
+    Built as a reshape of the (padded) tensor to [-1, H / stride, stride, W / stride, stride * C], which moves
+    no data, and one Slice, whose gradient is one Pad: TensorFlow's gradient of a strided slice is several
+    times slower on the CPU (docs/performance.md).
+    """
+    height, width = spatial_size(x)
+    channels = x.shape[-1]
+    rows, columns = -(-height // stride), -(-width // stride)
+    x = pad_spatial(x, 0, rows * stride - height, 0, columns * stride - width)
+    grid = tf.reshape(x, [-1, rows, stride, columns, stride * channels])
+    picked = tf.slice(grid, [0, 0, offset, 0, offset * channels], [-1, rows, 1, columns, channels])
+    return tf.reshape(picked, [-1, rows, columns, channels])
+
+
 def channel_shuffle(x, groups):
     """NHWC channel shuffle: [b, h, w, g, c/g] -> swap the last two axes -> [b, h, w, c]."""
     if groups == 1:

@@ -7,7 +7,8 @@ import keras
 import tensorflow as tf
 
 from drnas_tf.ops.batch_norm import batch_norm, batch_norm_together
-from drnas_tf.ops.layers import ComposedLayer, conv2d, depthwise_conv2d, pad_spatial, same_is_symmetric
+from drnas_tf.ops.layers import (ComposedLayer, conv2d, depthwise_conv2d, every_nth_pixel, pad_spatial,
+                                  same_is_symmetric)
 from drnas_tf.ops.pooling import avg_pool, max_pool
 
 
@@ -124,7 +125,7 @@ def strided_dilated_depthwise(x, kernel, stride):
     resolution through space-to-batch and subsample the result; this does a quarter of that arithmetic at stride
     2 (docs/performance.md)."""
     kernel = tf.cast(tf.convert_to_tensor(kernel), x.dtype)
-    return tf.nn.depthwise_conv2d(x[:, ::stride, ::stride, :], kernel, [1, 1, 1, 1], "VALID")
+    return tf.nn.depthwise_conv2d(every_nth_pixel(x, stride), kernel, [1, 1, 1, 1], "VALID")
 
 
 class SepConv(ComposedLayer):
@@ -176,14 +177,13 @@ class FactorizedReduce(ComposedLayer):
         if channels_out % 2:
             raise ValueError(f"FactorizedReduce needs an even number of output channels, got {channels_out}")
         self.channels_in, self.channels_out, self.affine = channels_in, channels_out, affine
-        self.conv_1 = conv2d(channels_in, channels_out // 2, 1, 2, name="conv_1")
-        self.conv_2 = conv2d(channels_in, channels_out // 2, 1, 2, name="conv_2")
+        self.conv_1 = conv2d(channels_in, channels_out // 2, 1, name="conv_1")
+        self.conv_2 = conv2d(channels_in, channels_out // 2, 1, name="conv_2")
         self.bn = batch_norm(affine, channels_out, name="bn")
 
     def call(self, x, training=False):
-        x = tf.nn.relu(x)
-        shifted = pad_spatial(x, 0, 1, 0, 1)[:, 1:, 1:, :]
-        out = tf.concat([self.conv_1(x), self.conv_2(shifted)], axis=-1)
+        x = tf.nn.relu(x)  # the stride-2 1x1 convolutions as 1x1 convolutions of every second pixel
+        out = tf.concat([self.conv_1(every_nth_pixel(x, 2)), self.conv_2(every_nth_pixel(x, 2, 1))], axis=-1)
         return self.bn(out, training=training)
 
     def get_config(self):
