@@ -231,7 +231,8 @@ def test_batch_norm_matches_pytorch_numerics(affine, channels):
         out = bn(x, training=True)
         expected_out = keras_bn(x, training=True)
         loss, keras_loss = (tf.reduce_sum(tf.sin(y)) for y in (out, expected_out))
-    np.testing.assert_allclose(out.numpy().reshape(-1, channels), (values - mean) / np.sqrt(biased + 1e-5) * gamma + beta,
+    expected = (values - mean) / np.sqrt(biased + 1e-5) * gamma + beta
+    np.testing.assert_allclose(out.numpy().reshape(-1, channels), expected,
                                rtol=1e-4, atol=1e-4)
     np.testing.assert_allclose(bn.moving_mean.numpy(), 0.1 * mean, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(bn.moving_variance.numpy(), 0.9 + 0.1 * biased * n / (n - 1), rtol=1e-5)

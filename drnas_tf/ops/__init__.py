@@ -22,5 +22,5 @@ from drnas_tf.ops.pooling import NARROW_CHANNELS, avg_pool, ceil_mode_pad, max_p
 __all__ = ["BN_EPSILON", "BN_MOMENTUM", "NARROW_CHANNELS", "BatchNorm", "ComposedLayer", "DilConv", "FactorizedReduce",
            "Identity", "Pool", "ReLUConvBN", "SepConv", "Zero", "avg_pool", "batch_norm", "batch_norm_together",
            "build_candidate", "build_sublayers", "ceil_mode_pad", "channel_shuffle", "conv2d", "deferred", "dense",
-           "depthwise_conv2d", "every_nth_pixel", "frozen_moving_statistics", "max_pool", "pad_spatial", "same_is_symmetric",
-           "skip_connect", "spatial_size", "strided_dilated_depthwise", "torch_uniform"]
+           "depthwise_conv2d", "every_nth_pixel", "frozen_moving_statistics", "max_pool", "pad_spatial",
+           "same_is_symmetric", "skip_connect", "spatial_size", "strided_dilated_depthwise", "torch_uniform"]

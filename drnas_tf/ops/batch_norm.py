@@ -11,6 +11,7 @@ import threading
 import weakref
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from drnas_tf.ops.layers import deferred
@@ -54,22 +55,26 @@ class BatchNorm(keras.layers.BatchNormalization):
         return batch_norm_together([self], inputs, training)
 
 
-_CONSTANT_VECTORS = weakref.WeakKeyDictionary()  # traced graph -> {(value, length, device): tensor name}
+_GRAPH_CONSTANTS = weakref.WeakKeyDictionary()  # traced graph -> {(key, device): tensor name}
+
+
+def _graph_constant(key, make, device):
+    """The constant `make()` returns, on `device`, made once per traced graph for each `key`: a BatchNorm's
+    constants would otherwise be several graph nodes per call in a supernet's pass, and each node costs
+    memory (docs/performance.md). The cache holds names, not tensors, which would keep their graph alive."""
+    if tf.executing_eagerly():
+        return tf.constant(make())
+    graph = tf.compat.v1.get_default_graph()
+    names = _GRAPH_CONSTANTS.setdefault(graph, {})
+    if (key, device) not in names:
+        with tf.control_dependencies(None), tf.device(device):  # usable anywhere in the graph
+            names[key, device] = tf.constant(make()).name
+    return graph.get_tensor_by_name(names[key, device])
 
 
 def _constant_vector(value, length, device):
-    """A float32 [length] vector of `value` on `device`, made once per traced graph: a non-affine BatchNorm's
-    scale and offset, otherwise two graph nodes per BatchNorm call in a supernet's pass (docs/performance.md). The
-    cache holds names, not tensors, which would keep their graph alive."""
-    if tf.executing_eagerly():
-        return tf.constant(value, tf.float32, [length])
-    graph = tf.compat.v1.get_default_graph()
-    names = _CONSTANT_VECTORS.setdefault(graph, {})
-    key = value, length, device
-    if key not in names:
-        with tf.control_dependencies(None), tf.device(device):  # usable anywhere in the graph
-            names[key] = tf.constant(value, tf.float32, [length]).name
-    return graph.get_tensor_by_name(names[key])
+    """A float32 [length] vector of `value`: a non-affine BatchNorm's scale or offset."""
+    return _graph_constant(("vector", value, length), lambda: np.full([length], value, np.float32), device)
 
 
 def batch_norm_together(layers, x, training=None):
@@ -87,14 +92,15 @@ def batch_norm_together(layers, x, training=None):
 
     moving_mean, moving_variance = stacked("moving_mean"), stacked("moving_variance")
     training = training and first.trainable
-    if training and x.dtype == tf.float32 and x.shape[-1] % FUSED_KERNEL_CHANNELS and x.shape.is_fully_defined():
+    if training and _fused_kernel_is_slow(x):
         y, mean, variance = _batch_norm_by_reductions(
             x, stacked("gamma") if first.scale else None, stacked("beta") if first.center else None, first.epsilon)
         pixels = x.shape[:-1].num_elements()
-        factor = 1.0 - first.momentum
-        moving_mean = (1.0 - factor) * moving_mean + factor * mean
-        moving_variance = (1.0 - factor) * moving_variance + factor * variance * (pixels / max(pixels - 1, 1))
-        _update_moving_statistics(layers, moving_mean, moving_variance)
+        momentum, factor = first.momentum, 1.0 - first.momentum  # PyTorch's running statistics
+        keep, add, add_unbiased = (_graph_constant(("bn_factor", value), lambda: np.float32(value), x.device)
+                                   for value in (momentum, factor, factor * pixels / max(pixels - 1, 1)))
+        _update_moving_statistics(layers, keep * moving_mean + add * mean,
+                                  keep * moving_variance + add_unbiased * variance)
         return tf.cast(y, first.compute_dtype)
     scale = stacked("gamma") if first.scale else _constant_vector(1.0, x.shape[-1], x.device)
     offset = stacked("beta") if first.center else _constant_vector(0.0, x.shape[-1], x.device)
@@ -117,6 +123,14 @@ def batch_norm_together(layers, x, training=None):
     return tf.cast(y, first.compute_dtype)
 
 
+def _fused_kernel_is_slow(x):
+    """Float32 on a CPU-only machine, a static shape and a channel count that is not a multiple of
+    `FUSED_KERNEL_CHANNELS`: where oneDNN's fused kernel is slow (docs/performance.md). GPUs keep the fused
+    kernel."""
+    return (x.dtype == tf.float32 and x.shape.is_fully_defined() and x.shape[-1] % FUSED_KERNEL_CHANNELS != 0
+            and not tf.config.list_logical_devices("GPU"))
+
+
 def _update_moving_statistics(layers, moving_mean, moving_variance):
     """Assigns each layer its block of the updated moving statistics, unless they are frozen."""
     if getattr(_moving_statistics, "frozen", False):
@@ -135,54 +149,69 @@ def _batch_norm_by_reductions(x, scale, offset, epsilon):
     (output, batch mean, biased batch variance); the statistics carry no gradient, as the fused kernel's
     do not.
 
-    The tensor is read as rows of `fold` consecutive pixels, [-1, fold * C] (a free reshape), so that a row
-    is wide enough for vector instructions; a channel's sum is the sum of its `fold` columns. The gradient
-    is the closed form dx = scale / sigma * (dy - mean(dy) - x_hat * mean(dy * x_hat)).
+    The tensor is read as rows of `fold` consecutive pixels, [-1, fold * C] (a reshape, which moves no data),
+    so that a row is wide enough for vector instructions. One matrix product with a constant [fold * C,
+    fold * C] matrix turns the column sums into each channel's mean, repeated for each of its columns. The
+    gradient is the closed form dx = scale / sigma * (dy - mean(dy) - x_hat * mean(dy * x_hat)). Constants are
+    shared across calls (`_graph_constant`): a few dozen graph nodes per call, forward and backward.
     """
-    channels, shape = x.shape[-1], x.shape
+    channels, shape, device = x.shape[-1], x.shape, x.device
     pixels = shape[:-1].num_elements()
     fold = 1
     while (fold * channels) % 16 and pixels % (2 * fold) == 0 and fold < 16:
         fold *= 2
     width = fold * channels
-
-    def per_channel(column_sums):  # [width] -> each channel's sum, repeated for each of its columns
-        if fold == 1:
-            return column_sums
-        return tf.tile(tf.reduce_sum(tf.reshape(column_sums, [fold, channels]), 0), [fold])
-
+    columns = np.arange(width) % channels
+    # column sums -> each channel's mean, in each of its columns; the first C columns -> per channel
+    to_means = _graph_constant(("bn_means", channels, fold, pixels), lambda: (
+        columns[:, None] == columns[None, :]).astype(np.float32) / pixels, device)
+    rows_shape = _graph_constant(("bn_rows", channels, fold), lambda: np.array([-1, width], np.int32), device)
+    x_shape = _graph_constant(("bn_shape", *shape), lambda: np.array(shape.as_list(), np.int32), device)
+    first_row = _graph_constant("bn_axis_0", lambda: np.int32(0), device)
+    eps = _graph_constant(("bn_epsilon", epsilon), lambda: np.float32(epsilon), device)
+    begin = _graph_constant("bn_begin", lambda: np.zeros([2], np.int32), device)
+    size = _graph_constant(("bn_size", channels), lambda: np.array([1, channels], np.int32), device)
+    vector_shape = _graph_constant(("bn_vector", channels), lambda: np.array([channels], np.int32), device)
     has_scale, has_offset = scale is not None, offset is not None
+
+    def wide(vector):  # [C] -> [1, fold * C]
+        return tf.reshape(tf.tile(vector, [fold]), [1, width])
+
+    def means(rows):  # [n, fold * C] -> [1, fold * C]: each channel's mean in each of its columns
+        return tf.matmul(tf.reduce_sum(rows, first_row, keepdims=True), to_means)
+
+    def per_channel(wide_vector):  # [1, fold * C] -> [C]
+        return tf.reshape(tf.slice(wide_vector, begin, size), vector_shape)
+
     statistics = []
 
     @tf.custom_gradient
     def normalise(x, *affine):
-        wide_scale = tf.tile(affine[0], [fold]) if has_scale else None
-        rows = tf.reshape(x, [-1, width])
-        mean = per_channel(tf.reduce_sum(rows, 0)) / pixels
+        rows = tf.reshape(x, rows_shape)
+        mean = means(rows)
         centered = rows - mean
-        variance = per_channel(tf.reduce_sum(tf.square(centered), 0)) / pixels
-        inverse = tf.math.rsqrt(variance + epsilon)
+        variance = means(tf.square(centered))
+        inverse = tf.math.rsqrt(variance + eps)
         normalised = centered * inverse
-        y = normalised * wide_scale if has_scale else normalised
+        y = normalised * wide(affine[0]) if has_scale else normalised
         if has_offset:
-            y = y + tf.tile(affine[-1], [fold])
-        statistics.extend([mean[:channels], variance[:channels]])
+            y = y + wide(affine[-1])
+        statistics.extend([mean, variance])
 
         def gradient(dy):
-            dy = tf.reshape(dy, [-1, width])
-            dy_sum = per_channel(tf.reduce_sum(dy, 0))
-            dy_normalised_sum = per_channel(tf.reduce_sum(dy * normalised, 0))
-            gain = inverse * wide_scale if has_scale else inverse
-            dx = gain * (dy - (dy_sum + normalised * dy_normalised_sum) / pixels)
-            return (tf.reshape(dx, shape),
-                    *([dy_normalised_sum[:channels]] if has_scale else []),
-                    *([dy_sum[:channels]] if has_offset else []))
+            dy = tf.reshape(dy, rows_shape)
+            dy_mean = means(dy)
+            dy_normalised_mean = means(dy * normalised)
+            gain = inverse * wide(affine[0]) if has_scale else inverse
+            dx = (dy - dy_mean - normalised * dy_normalised_mean) * gain
+            sums = [dy_normalised_mean] * has_scale + [dy_mean] * has_offset  # d scale, d offset, as means
+            return (tf.reshape(dx, x_shape), *[per_channel(g) * pixels for g in sums])
 
-        return tf.reshape(y, shape), gradient
+        return tf.reshape(y, x_shape), gradient
 
     y = normalise(x, *[v for v in (scale, offset) if v is not None])
-    mean, variance = statistics
-    return y, tf.stop_gradient(mean), tf.stop_gradient(variance)
+    mean, variance = (per_channel(v) for v in statistics)
+    return y, mean, variance
 
 
 def batch_norm(affine, channels, name=None):
