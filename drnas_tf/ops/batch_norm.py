@@ -81,8 +81,8 @@ def batch_norm_together(layers, x, training=None):
     """BatchNorm layers (of one kind) applied to consecutive channel blocks of x, as one: BN acts per channel,
     so this is each layer on its block. Returns the blocks' outputs side by side, as x's, in the compute dtype.
 
-    Float32 training on a static shape whose channel count is not a multiple of `FUSED_KERNEL_CHANNELS` runs
-    `_batch_norm_by_reductions`; everything else runs TensorFlow's fused kernel."""
+    Float32 training on a CPU-only machine, on a static shape whose channel count is not a multiple of
+    `FUSED_KERNEL_CHANNELS`, runs `_batch_norm_by_reductions`; everything else runs TensorFlow's fused kernel."""
     first = layers[0]
     x = x if x.dtype in (tf.float16, tf.float32) else tf.cast(x, tf.float32)
 
