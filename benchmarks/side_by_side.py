@@ -87,5 +87,6 @@ def main():
             line += f" {before[0]:,.0f} | {before[1]:.2f} | {before[2]:,.0f} |"
         print(line)
 
+
 if __name__ == "__main__":
     main()

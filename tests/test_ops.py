@@ -153,8 +153,7 @@ def test_factorized_reduce_matches_reference(height, width):
     assert ours[0].shape == (2, (height + 1) // 2, (width + 1) // 2, C)
     for a, b in zip(ours, theirs):
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-5, atol=1e-6)
-    graph = tf.function(lambda x: outputs_and_gradients(lambda x: op(x, training=True))).get_concrete_function(
-        x).graph
+    graph = tf.function(lambda: outputs_and_gradients(lambda x: op(x, training=True))).get_concrete_function().graph
     assert not {"StridedSlice", "StridedSliceGrad"} & {o.type for o in graph.get_operations()}
 
 
@@ -301,13 +300,15 @@ def test_batch_norm_gradient_builds_no_zeros_for_the_unused_outputs():
     assert kinds.count("FusedBatchNorm") == 1 and kinds.count("FusedBatchNormGrad") == 1
 
 
-def test_non_affine_batch_norms_share_their_scale_and_offset_constants():
-    """A traced graph holds one scale and one offset per channel count, not one per call: ~1,850 nodes of a
-    DARTS supernet's pass. The numbers are those of a unit scale and zero offset."""
-    layers = [ops.batch_norm(False, 4) for _ in range(4)]
+@pytest.mark.parametrize("channels", [4, 6])
+def test_non_affine_batch_norms_share_their_constants(channels):
+    """A traced graph holds a BatchNorm's constants once per channel count, not once per call: the fused
+    kernel's unit scale and zero offset (~1,850 nodes of a DARTS supernet's pass), or the column sums' shapes,
+    axis, epsilon and folding matrix. The numbers are those of a unit scale and zero offset."""
+    layers = [ops.batch_norm(False, channels) for _ in range(4)]
     for bn in layers:
         bn.build(bn.deferred_input_shape)
-    x = random_images(5, 7, channels=4, batch=4)
+    x = random_images(5, 7, channels=channels, batch=4)
 
     def constants(calls):
         graph = tf.function(lambda: [bn(x, training=True) for bn in layers[:calls]]).get_concrete_function().graph
@@ -318,7 +319,9 @@ def test_non_affine_batch_norms_share_their_scale_and_offset_constants():
     graph = weakref.ref(function.get_concrete_function().graph)
     del function
     gc.collect()
-    assert graph() is None  # the shared constants do not keep a traced graph alive
+    # The shared constants do not keep a traced graph alive. The column sums' tf.custom_gradient does: in graph
+    # mode TensorFlow registers each call's gradient function globally (as for ops.avg_pool's narrow gradient).
+    assert (graph() is None) == (channels % 4 == 0)
     mean, variance = tf.nn.moments(x, axes=[0, 1, 2])
     expected = (x - mean) / tf.sqrt(variance + ops.BN_EPSILON)
     for y in tf.function(lambda: [bn(x, training=True) for bn in layers])():
