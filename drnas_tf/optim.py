@@ -31,8 +31,9 @@ class TorchSGD(keras.optimizers.Optimizer):
 
     def _backend_update_step(self, gradients, variables, learning_rate):
         # One learning-rate read per step, not per tensor, and outside tf.distribute also one momentum and one
-        # weight-decay constant and no all-reduce (Keras's is an Identity per tensor for one replica): fewer
-        # graph nodes in a supernet's step, each of which costs memory (docs/performance.md).
+        # weight-decay constant and no all-reduce (Keras's is an Identity per tensor for one replica, and a
+        # tf.custom_gradient that keeps the traced step alive: _Adam): fewer graph nodes in a supernet's step,
+        # each of which costs memory (docs/performance.md).
         learning_rate = tf.convert_to_tensor(learning_rate)
         if tf.distribute.has_strategy():  # Keras all-reduces and updates each replica's copy
             super()._backend_update_step(gradients, variables, learning_rate)
@@ -84,9 +85,27 @@ def clip_by_global_norm(gradients, clip_norm):
     return [g * tf.cast(scale, g.dtype) for g in gradients]
 
 
+class _Adam(keras.optimizers.Adam):
+    """Keras's Adam, without the all-reduce outside tf.distribute.
+
+    With one replica Keras's TF optimizers still all-reduce the gradients, through TF's default replica
+    context, whose all-reduce is a tf.custom_gradient. In graph mode that registers a gradient per traced
+    step in TensorFlow's global registry, which keeps the step's graph alive after it is dropped (a new stage,
+    the end of the warm-up). TorchSGD skips it the same way.
+    """
+
+    def _backend_update_step(self, gradients, variables, learning_rate):
+        if tf.distribute.has_strategy():
+            super()._backend_update_step(gradients, variables, learning_rate)
+            return
+        for gradient, variable in zip(gradients, variables):
+            self.update_step(gradient, variable.value if isinstance(variable, keras.Variable) else variable,
+                             learning_rate)
+
+
 def arch_adam(learning_rate):
     """The architecture optimizer of the reference: Adam with betas (0.5, 0.999), eps 1e-8, no decay."""
-    return keras.optimizers.Adam(learning_rate, beta_1=0.5, beta_2=0.999, epsilon=1e-8, name="arch_adam")
+    return _Adam(learning_rate, beta_1=0.5, beta_2=0.999, epsilon=1e-8, name="arch_adam")
 
 
 def cosine_learning_rate(epoch, total_epochs, initial, minimum=0.0, warmup_epochs=0):

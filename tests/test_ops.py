@@ -112,6 +112,29 @@ def test_avg_pool_gradient_matches_analytic_value(channels, size):
     np.testing.assert_allclose(grad, expected, rtol=1e-5, atol=1e-6)
 
 
+def test_narrow_avg_pool_gradient_in_a_traced_step_and_the_graph_is_freed():
+    # Traced, the narrow pool's gradient is forward pools (no AvgPoolGrad) with d/dx of the average's values,
+    # and a dropped traced function is freed: nothing registered per call keeps its graph alive.
+    x = tf.constant(random_images(5, 6, 4))
+    dy = tf.constant(np.random.default_rng(4).normal(size=x.shape).astype(np.float32))
+
+    def gradients(pool):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            out = pool(x)
+        return tape.gradient(out, x, output_gradients=dy)
+
+    narrow = tf.function(lambda: gradients(lambda v: ops.avg_pool(v, 3, 1, padding=1)))
+    kinds = [op.type for op in narrow.get_concrete_function().graph.get_operations()]
+    assert "AvgPoolGrad" not in kinds and kinds.count("AvgPool") >= 2
+    expected = gradients(lambda v: tf.nn.avg_pool2d(v, 3, 1, "SAME"))
+    np.testing.assert_allclose(narrow().numpy(), expected.numpy(), rtol=1e-5, atol=1e-6)
+    graph = weakref.ref(narrow.get_concrete_function().graph)
+    del narrow
+    gc.collect()
+    assert graph() is None
+
+
 def test_stride2_pools_pad_symmetrically_like_pytorch():
     # PyTorch MaxPool2d(3, 2, padding=1) on a 4x4 ramp picks windows centred on rows/cols 0 and 2.
     x = tf.reshape(tf.range(16, dtype=tf.float32), [1, 4, 4, 1])

@@ -56,16 +56,31 @@ NARROW_CHANNELS = 16
 
 
 def _narrow_avg_pool(x, kernel_size):
-    """tf.nn.avg_pool2d(x, kernel_size, 1, "SAME") with a gradient of forward pools (NARROW_CHANNELS)."""
-    fraction = _real_fraction(x.shape[1], x.shape[2], kernel_size, 1, [kernel_size // 2] * 4, x.dtype)
+    """tf.nn.avg_pool2d(x, kernel_size, 1, "SAME") with a gradient of forward pools (NARROW_CHANNELS).
 
-    @tf.custom_gradient
-    def pool(x):
-        def gradient(dy):
+    The pool runs on a gradient-stopped x, and the tape records x -> pool under a gradient registered once
+    per kernel size. tf.custom_gradient would register a new gradient per call in graph mode, and TensorFlow's
+    global registry would then keep every traced step alive after it is dropped.
+    """
+    pooled = tf.nn.avg_pool2d(tf.stop_gradient(x), kernel_size, 1, "SAME")
+    tf.__internal__.record_gradient(_narrow_pool_gradient(kernel_size), [x], (), [pooled])
+    return pooled
+
+
+_NARROW_POOL_GRADIENTS = set()
+
+
+def _narrow_pool_gradient(kernel_size):
+    """The name of the narrow pool's gradient for kernel_size, registered on first use."""
+    name = f"DrnasNarrowAvgPool{kernel_size}"
+    if name not in _NARROW_POOL_GRADIENTS:
+        @tf.RegisterGradient(name)
+        def gradient(unused_op, dy):
             # A stride-1 window is symmetric, so x_j receives the sum over the windows i around j of
             # dy_i / c_i (c_i real inputs of window i): a 'same' sum pool of dy / c, which is the average
             # pool of dy / c times c. c = fraction * kernel_size**2, and the factor cancels.
+            fraction = _real_fraction(dy.shape[1], dy.shape[2], kernel_size, 1, [kernel_size // 2] * 4, dy.dtype)
             return tf.nn.avg_pool2d(dy / fraction, kernel_size, 1, "SAME") * fraction
-        return tf.nn.avg_pool2d(x, kernel_size, 1, "SAME"), gradient
 
-    return pool(x)
+        _NARROW_POOL_GRADIENTS.add(name)
+    return name

@@ -8,7 +8,7 @@ use it, so that importing the registry (to define flags, or for `--help`) stays 
 
 from drnas_tf.relaxations.base import Hyperparameter, Relaxation, all_kept, masked_softmax, renormalize
 from drnas_tf.relaxations.darts import Softmax
-from drnas_tf.relaxations.dirichlet import Dirichlet, concentration, dirichlet_means
+from drnas_tf.relaxations.dirichlet import Dirichlet, concentration, dirichlet_means, dirichlet_sample
 from drnas_tf.relaxations.gumbel import Gumbel
 from drnas_tf.relaxations.regularizer import DECAY_REGULARIZER, REGULARIZERS, regularization_loss
 
@@ -62,5 +62,6 @@ for _builtin in (Dirichlet, Softmax, Gumbel):
     register(_builtin)
 
 __all__ = ["ALIASES", "DECAY_REGULARIZER", "REGULARIZERS", "Dirichlet", "Gumbel", "Hyperparameter", "Relaxation",
-           "Softmax", "all_kept", "concentration", "create", "dirichlet_means", "get", "masked_softmax", "names",
-           "register", "regularization_loss", "renormalize", "resolve_options", "unregister"]
+           "Softmax", "all_kept", "concentration", "create", "dirichlet_means", "dirichlet_sample", "get",
+           "masked_softmax", "names", "register", "regularization_loss", "renormalize", "resolve_options",
+           "unregister"]
