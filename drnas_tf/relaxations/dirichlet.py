@@ -42,8 +42,9 @@ _REGISTERED = set()  # gradient names registered in TensorFlow's registry (on fi
 
 
 def dirichlet_sample(beta, seed):
-    """One draw of Dir(beta) per row of beta [..., ops]: bit for bit tfp.distributions.Dirichlet(beta).sample(
-    seed=seed), with the same pathwise gradient.
+    """One draw of Dir(beta) per row of beta [..., ops]: in a traced function, as the search runs it, bit for bit
+    tfp.distributions.Dirichlet(beta).sample(seed=seed), with the same pathwise gradient. (Eagerly under a
+    gradient tape TFP's own draw changes; this one does not.)
 
     TFP draws log-gamma variates and normalises them in log space, and differentiates the draw through a
     tf.custom_gradient. In graph mode that registers a new gradient per call in TensorFlow's global registry,
