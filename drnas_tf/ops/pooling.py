@@ -1,8 +1,11 @@
 """Pooling with PyTorch's semantics: symmetric padding, ceil-mode sizes, averages over the real (unpadded)
 inputs, and a cheaper gradient for narrow average pools (docs/performance.md)."""
 
+import functools
+
 import tensorflow as tf
 
+from drnas_tf import tape_gradient
 from drnas_tf.ops.layers import pad_spatial, same_is_symmetric, spatial_size
 
 
@@ -56,31 +59,17 @@ NARROW_CHANNELS = 16
 
 
 def _narrow_avg_pool(x, kernel_size):
-    """tf.nn.avg_pool2d(x, kernel_size, 1, "SAME") with a gradient of forward pools (NARROW_CHANNELS).
-
-    The pool runs on a gradient-stopped x, and the tape records x -> pool under a gradient registered once
-    per kernel size. tf.custom_gradient would register a new gradient per call in graph mode, and TensorFlow's
-    global registry would then keep every traced step alive after it is dropped.
-    """
+    """tf.nn.avg_pool2d(x, kernel_size, 1, "SAME") with a gradient of forward pools (NARROW_CHANNELS), recorded
+    once per kernel size (`tape_gradient`, not tf.custom_gradient, which keeps traced steps alive)."""
     pooled = tf.nn.avg_pool2d(tf.stop_gradient(x), kernel_size, 1, "SAME")
-    tf.__internal__.record_gradient(_narrow_pool_gradient(kernel_size), [x], (), [pooled])
+    tape_gradient.record(f"DrnasNarrowAvgPool{kernel_size}", functools.partial(_narrow_pool_gradient, kernel_size),
+                         [x], [pooled])
     return pooled
 
 
-_NARROW_POOL_GRADIENTS = set()
-
-
-def _narrow_pool_gradient(kernel_size):
-    """The name of the narrow pool's gradient for kernel_size, registered on first use."""
-    name = f"DrnasNarrowAvgPool{kernel_size}"
-    if name not in _NARROW_POOL_GRADIENTS:
-        @tf.RegisterGradient(name)
-        def gradient(unused_op, dy):
-            # A stride-1 window is symmetric, so x_j receives the sum over the windows i around j of
-            # dy_i / c_i (c_i real inputs of window i): a 'same' sum pool of dy / c, which is the average
-            # pool of dy / c times c. c = fraction * kernel_size**2, and the factor cancels.
-            fraction = _real_fraction(dy.shape[1], dy.shape[2], kernel_size, 1, [kernel_size // 2] * 4, dy.dtype)
-            return tf.nn.avg_pool2d(dy / fraction, kernel_size, 1, "SAME") * fraction
-
-        _NARROW_POOL_GRADIENTS.add(name)
-    return name
+def _narrow_pool_gradient(kernel_size, unused_op, dy):
+    # A stride-1 window is symmetric, so x_j receives the sum over the windows i around j of dy_i / c_i (c_i
+    # real inputs of window i): a 'same' sum pool of dy / c, which is the average pool of dy / c times c.
+    # c = fraction * kernel_size**2, and the factor cancels.
+    fraction = _real_fraction(dy.shape[1], dy.shape[2], kernel_size, 1, [kernel_size // 2] * 4, dy.dtype)
+    return tf.nn.avg_pool2d(dy / fraction, kernel_size, 1, "SAME") * fraction

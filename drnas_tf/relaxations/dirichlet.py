@@ -4,6 +4,7 @@ gradient, recorded without tf.custom_gradient (`dirichlet_sample`)."""
 
 import numpy as np
 
+from drnas_tf import tape_gradient
 from drnas_tf.relaxations.base import Relaxation, renormalize
 
 
@@ -37,10 +38,6 @@ def dirichlet_means(arch_parameters, masks):
     return means
 
 
-_LOG_GAMMA_GRADIENT = "DrnasLogGammaSample"
-_REGISTERED = set()  # gradient names registered in TensorFlow's registry (on first use: TF is imported lazily)
-
-
 def dirichlet_sample(beta, seed):
     """One draw of Dir(beta) per row of beta [..., ops]: in a traced function, as the search runs it, bit for bit
     tfp.distributions.Dirichlet(beta).sample(seed=seed), with the same pathwise gradient. (Eagerly under a
@@ -49,9 +46,10 @@ def dirichlet_sample(beta, seed):
     TFP draws log-gamma variates and normalises them in log space, and differentiates the draw through a
     tf.custom_gradient. In graph mode that registers a new gradient per call in TensorFlow's global registry,
     which keeps every traced step alive after it is dropped (a new stage, the end of the warm-up). Here TFP's
-    sampler runs on a gradient-stopped beta, and the tape records beta -> log-gamma under a gradient registered
-    once (`_log_gamma_gradient`), TFP's own formula. TFP's sampler is reached through its private module, which
-    the requirements pin; tests/test_relaxations.py checks the draws and gradients against TFP's public API.
+    sampler runs on a gradient-stopped beta, and `tape_gradient` records beta -> log-gamma under a gradient
+    registered once (`_log_gamma_gradient`), TFP's own formula. TFP's sampler is reached through its private
+    module, which the requirements pin; tests/test_relaxations.py checks the draws and gradients against TFP's
+    public API.
     """
     import tensorflow as tf
     from tensorflow_probability.python.distributions import gamma
@@ -60,10 +58,7 @@ def dirichlet_sample(beta, seed):
     shape = [1] + beta.shape.as_list() if beta.shape.is_fully_defined() else tf.concat([[1], tf.shape(beta)], 0)
     log_gamma, _ = gamma._random_gamma_no_gradient(  # noqa: SLF001  (TFP's sampler without its custom gradient)
         shape, tf.stop_gradient(beta), None, None, samplers.sanitize_seed(seed, salt="random_gamma"), True)
-    if _LOG_GAMMA_GRADIENT not in _REGISTERED:
-        tf.RegisterGradient(_LOG_GAMMA_GRADIENT)(_log_gamma_gradient)
-        _REGISTERED.add(_LOG_GAMMA_GRADIENT)
-    tf.__internal__.record_gradient(_LOG_GAMMA_GRADIENT, [beta], (), [log_gamma])
+    tape_gradient.record("DrnasLogGammaSample", _log_gamma_gradient, [beta], [log_gamma])
     return tf.exp(log_gamma - tf.reduce_logsumexp(log_gamma, axis=-1, keepdims=True))[0]
 
 
