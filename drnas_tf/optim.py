@@ -7,7 +7,30 @@ import tensorflow as tf
 from keras import ops
 
 
-class TorchSGD(keras.optimizers.Optimizer):
+class _NoOneReplicaAllReduce:
+    """Optimizer mixin: outside tf.distribute, update each variable directly (`_update_all`).
+
+    With one replica Keras's TF optimizers still all-reduce the gradients through TF's default replica
+    context: an Identity per tensor and a tf.custom_gradient, which in graph mode registers a gradient per
+    traced step in TensorFlow's global registry and so keeps the step's graph alive after it is dropped (a new
+    stage, the end of the warm-up). Under a strategy Keras all-reduces and updates each replica's copy.
+    """
+
+    def _backend_update_step(self, gradients, variables, learning_rate):
+        learning_rate = tf.convert_to_tensor(learning_rate)  # read once per step, not once per tensor
+        if tf.distribute.has_strategy():
+            super()._backend_update_step(gradients, variables, learning_rate)
+            return
+        self._update_all(gradients, [v.value if isinstance(v, keras.Variable) else v for v in variables],
+                         learning_rate)
+
+    def _update_all(self, gradients, variables, learning_rate):
+        """Updates the tf.Variables one by one, as Keras would without the all-reduce."""
+        for gradient, variable in zip(gradients, variables):
+            self.update_step(gradient, variable, learning_rate)
+
+
+class TorchSGD(_NoOneReplicaAllReduce, keras.optimizers.Optimizer):
     """SGD with PyTorch's momentum and coupled weight decay: v = mu*v + (g + wd*w); w -= lr*v.
 
     Keras's SGD scales the velocity by the learning rate when accumulating and decays weights decoupled from
@@ -29,18 +52,11 @@ class TorchSGD(keras.optimizers.Optimizer):
         super().build(variables)
         self.momentums = self.add_optimizer_variables(variables, "momentum")
 
-    def _backend_update_step(self, gradients, variables, learning_rate):
-        # One learning-rate read per step, not per tensor, and outside tf.distribute also one momentum and one
-        # weight-decay constant and no all-reduce (Keras's is an Identity per tensor for one replica, and a
-        # tf.custom_gradient that keeps the traced step alive: _Adam): fewer graph nodes in a supernet's step,
-        # each of which costs memory (docs/performance.md).
-        learning_rate = tf.convert_to_tensor(learning_rate)
-        if tf.distribute.has_strategy():  # Keras all-reduces and updates each replica's copy
-            super()._backend_update_step(gradients, variables, learning_rate)
-            return
+    def _update_all(self, gradients, variables, learning_rate):
+        # One momentum and one weight-decay constant per step, not per tensor: fewer graph nodes in a
+        # supernet's step, each of which costs memory (docs/performance.md).
         momentum, weight_decay = tf.constant(self.momentum), tf.constant(self.coupled_weight_decay)
         for gradient, variable in zip(gradients, variables):
-            variable = variable.value if isinstance(variable, keras.Variable) else variable  # the tf.Variable
             self._update(gradient, variable, learning_rate, momentum, weight_decay)
 
     def update_step(self, gradient, variable, learning_rate):
@@ -85,22 +101,8 @@ def clip_by_global_norm(gradients, clip_norm):
     return [g * tf.cast(scale, g.dtype) for g in gradients]
 
 
-class _Adam(keras.optimizers.Adam):
-    """Keras's Adam, without the all-reduce outside tf.distribute.
-
-    With one replica Keras's TF optimizers still all-reduce the gradients, through TF's default replica
-    context, whose all-reduce is a tf.custom_gradient. In graph mode that registers a gradient per traced
-    step in TensorFlow's global registry, which keeps the step's graph alive after it is dropped (a new stage,
-    the end of the warm-up). TorchSGD skips it the same way.
-    """
-
-    def _backend_update_step(self, gradients, variables, learning_rate):
-        if tf.distribute.has_strategy():
-            super()._backend_update_step(gradients, variables, learning_rate)
-            return
-        for gradient, variable in zip(gradients, variables):
-            self.update_step(gradient, variable.value if isinstance(variable, keras.Variable) else variable,
-                             learning_rate)
+class _Adam(_NoOneReplicaAllReduce, keras.optimizers.Adam):
+    """Keras's Adam, without the all-reduce outside tf.distribute."""
 
 
 def arch_adam(learning_rate):
