@@ -190,7 +190,14 @@ def main():
                         help="no inference: time and memory of the search iteration alone, as the reference's")
     parser.add_argument("--recompute_cells", action="store_true",
                         help="recompute the search cells in the backward pass (not with the unrolled config)")
+    parser.add_argument("--plain_import", action="store_true",
+                        help="import TensorFlow as a plain `import tensorflow` does, with the optional "
+                             "integrations the entry points leave out (drnas_tf/lean_import.py)")
     args = parser.parse_args()
+    if args.config and not args.plain_import:
+        from drnas_tf import lean_import
+
+        lean_import.import_tensorflow()  # as the entry points do
     if not args.config:
         for name in DEFAULT_CONFIGS:  # a fresh process each, so peak memory is the configuration's own
             if args.recompute_cells and CONFIGS[name].get("unrolled"):
@@ -205,7 +212,8 @@ def main():
                "mixed_precision": args.mixed_precision, "recompute_cells": args.recompute_cells,
                "keep_freed_memory": args.keep_freed_memory, "graph_optimization": args.graph_optimization,
                "train_only": args.train_only}
-    print(json.dumps({**measure(args.config, args.iterations, args.batch_size, **options), **options}), flush=True)
+    result = measure(args.config, args.iterations, args.batch_size, **options)
+    print(json.dumps({**result, **options, "plain_import": args.plain_import}), flush=True)
 
 
 if __name__ == "__main__":

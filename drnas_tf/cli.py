@@ -82,6 +82,7 @@ def release_startup_stderr():
 
 from absl import app, flags, logging  # noqa: E402
 
+from drnas_tf import lean_import
 from drnas_tf.data.catalog import DATASETS
 from drnas_tf.spaces import SPACE_NAMES
 
@@ -149,6 +150,7 @@ def run(main, program):
     """
 
     def guarded(argv):
+        lean_import.import_tensorflow()  # before any module of the entry point's main imports TensorFlow
         release_startup_stderr()
         verbose = flags.FLAGS.verbose
         if not (verbose or flags.FLAGS["verbosity"].present):

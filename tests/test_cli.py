@@ -5,7 +5,7 @@ import subprocess
 import sys
 
 from cli_harness import ENV, ROOT, run_module
-from drnas_tf import cli
+from drnas_tf import cli, lean_import
 
 # Lines a CPU-only TensorFlow 2.21 writes while it starts, as printed on this project's machines.
 NOTICES = """\
@@ -53,3 +53,37 @@ def test_an_entry_point_prints_no_startup_notices_unless_verbose():
     assert cli.STARTUP_NOTICES.search(verbose.stderr), "this TensorFlow printed no notice to hide"
     failed = run_module("drnas_tf.summary", *args[:-1], "--cells_per_stage=0")
     assert failed.returncode == 2 and failed.stderr.count("\n") == 1 and "--cells_per_stage" in failed.stderr
+
+
+HIDDEN = lean_import.HIDDEN_WHILE_IMPORTING
+LOADED = "sorted({{name.partition('.')[0] for name in sys.modules}} & {names!r})"
+
+
+def _run_python(script):
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=ENV, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 0, result.stderr
+    return result.stdout.splitlines()
+
+
+def test_tensorflow_imports_without_its_unused_optional_parts_which_import_normally_after():
+    output = _run_python("import sys\n"
+                         "from drnas_tf import lean_import\n"
+                         "lean_import.import_tensorflow()\n"
+                         "import tensorflow_probability as tfp\n"
+                         "tfp.distributions.Dirichlet([1.0, 2.0]).sample(seed=(1, 2))\n"
+                         f"print({LOADED.format(names=set(HIDDEN))})\n"
+                         "print('tensorflow_probability.python.experimental' in sys.modules)\n"
+                         "import matplotlib.pyplot, sklearn.datasets\n"
+                         f"print({LOADED.format(names=set(HIDDEN))})\n")
+    assert output[-3:] == ["[]", "False", "['matplotlib', 'scipy', 'sklearn']"]
+
+
+def test_an_entry_point_imports_tensorflow_without_them():
+    args = ["drnas_tf.summary", "--search_space=nb201", "--dataset=digits", "--init_channels=8", "--cells_per_stage=1"]
+    loaded = LOADED.format(names={"tensorflow", "keras", "tensorflow_probability", *HIDDEN})
+    output = _run_python(f"import atexit, runpy, sys\n"
+                         f"atexit.register(lambda: print({loaded}))\n"
+                         f"sys.argv = {args!r}\n"
+                         "runpy.run_module('drnas_tf.summary', run_name='__main__', alter_sys=True)\n")
+    assert output[-1] == "['keras', 'tensorflow', 'tensorflow_probability']"

@@ -1,12 +1,15 @@
 """The built-in offline dataset `digits` (docs/method.md §13.1): scikit-learn's 8x8 handwritten digits as 32x32 RGB.
 
-scikit-learn ships the 1,797 images with the package, so a first run needs no download. Each image is scaled
-from 0–16 to uint8 0–255, resized to 32x32 (bilinear) and replicated to three channels, so the CIFAR-style
-networks run unchanged. A permutation with a fixed seed (`SPLIT_SEED`, independent of the run's --seed, so every
+scikit-learn ships the 1,797 images with the package, so a first run needs no download. They are read from its
+data file without importing scikit-learn, whose import (SciPy's with it) would hold about 100 MB of resident
+memory for nothing else. Each image is scaled from 0–16 to uint8 0–255, resized to 32x32 (bilinear) and
+replicated to three channels, so the CIFAR-style networks run unchanged. A permutation with a fixed seed (`SPLIT_SEED`, independent of the run's --seed, so every
 run retrains and tests on the same images) puts 1,197 images in "train" and the other 600 in "test".
 """
 
 import functools
+import importlib.metadata
+import os
 
 import numpy as np
 
@@ -14,6 +17,7 @@ NUM_TRAIN = 1197
 NUM_TEST = 600
 SPLIT_SEED = 0
 SPLITS = ("train", "test")
+DATA_FILE = "sklearn/datasets/data/digits.csv.gz"  # inside scikit-learn's installation
 _SOURCE_MAX = 16.0  # load_digits() pixel values are counts 0..16 of a 4x4 block.
 
 
@@ -21,17 +25,29 @@ _SOURCE_MAX = 16.0  # load_digits() pixel values are counts 0..16 of a 4x4 block
 def _all_images():
     """All 1,797 images as uint8 [N, 32, 32, 3] with int32 labels [N], in scikit-learn's order."""
     import tensorflow as tf
-    from sklearn.datasets import load_digits
 
-    digits = load_digits()
-    grey = np.round(digits.images * (255.0 / _SOURCE_MAX)).astype(np.float32)  # [N, 8, 8]
+    table = np.loadtxt(_data_file(), delimiter=",")  # one row per image: 64 pixels, then the label
+    grey = np.round(table[:, :-1].reshape(-1, 8, 8) * (255.0 / _SOURCE_MAX)).astype(np.float32)  # [N, 8, 8]
     resized = tf.image.resize(grey[..., None], (32, 32), method="bilinear").numpy()  # [N, 32, 32, 1]
     images = np.clip(np.round(resized), 0, 255).astype(np.uint8)
     images = np.repeat(images, 3, axis=-1)
     images.setflags(write=False)
-    labels = digits.target.astype(np.int32)
+    labels = table[:, -1].astype(np.int32)
     labels.setflags(write=False)
     return images, labels
+
+
+def _data_file():
+    """Path of scikit-learn's digits.csv.gz (what sklearn.datasets.load_digits reads), from its installed
+    files, without importing scikit-learn."""
+    try:
+        path = str(importlib.metadata.distribution("scikit-learn").locate_file(DATA_FILE))
+    except importlib.metadata.PackageNotFoundError:
+        raise ValueError("the built-in dataset digits needs scikit-learn, which is not installed "
+                         "(pip install scikit-learn)") from None
+    if not os.path.exists(path):
+        raise ValueError(f"the built-in dataset digits: scikit-learn has no {path}")
+    return path
 
 
 def split_indices(split):

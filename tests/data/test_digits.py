@@ -1,5 +1,7 @@
 """The built-in digits dataset: split sizes, disjointness, preprocessing and its normalisation constants."""
 
+import sys
+
 import numpy as np
 import pytest
 
@@ -56,3 +58,28 @@ def test_catalog_constants_are_the_training_statistics():
 def test_unknown_split():
     with pytest.raises(ValueError, match="digits has no split 'validation'; expected one of: train, test"):
         digits.load_digits_arrays("validation")
+
+
+def test_same_images_and_labels_as_scikit_learns_loader():
+    from sklearn.datasets import load_digits
+
+    import tensorflow as tf
+
+    reference = load_digits()
+    images, labels = digits.load_digits_arrays("test")
+    order = digits.split_indices("test")
+    np.testing.assert_array_equal(labels, reference.target[order])
+    grey = np.round(reference.images[order[:5]] * (255.0 / 16.0)).astype(np.float32)
+    resized = tf.image.resize(grey[..., None], (32, 32), method="bilinear").numpy()
+    np.testing.assert_array_equal(images[:5, ..., 0], np.clip(np.round(resized[..., 0]), 0, 255).astype(np.uint8))
+
+
+def test_loading_does_not_import_scikit_learn(monkeypatch):
+    for name in ("sklearn", "sklearn.datasets"):
+        monkeypatch.setitem(sys.modules, name, None)  # importing it now fails
+    digits._all_images.cache_clear()
+    try:
+        images, labels = digits.load_digits_arrays("test")
+    finally:
+        digits._all_images.cache_clear()
+    assert images.shape == (600, 32, 32, 3) and labels.shape == (600,)

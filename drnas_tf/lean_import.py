@@ -1,0 +1,54 @@
+"""TensorFlow, Keras and TensorFlow Probability imported without the optional parts drnas_tf never uses.
+
+When they are installed, `import tensorflow` also imports scikit-learn (for Keras's scikit-learn wrappers),
+matplotlib (Keras's image gallery), SciPy (legacy Keras's sparse-input check) and h5py (legacy Keras's HDF5
+model files). Each library guards the import and carries on without it; together they hold resident memory in
+every process that imports TensorFlow, for features no entry point calls (docs/performance.md, Memory).
+`import_tensorflow` hides them while the three frameworks import, then lets them import normally: the report
+draws with matplotlib later in the same process. Keras's scikit-learn wrappers and image gallery stay off in that
+process, which is why only entry points and benchmarks call it, never a module a user imports.
+"""
+
+import contextlib
+import sys
+
+HIDDEN_WHILE_IMPORTING = ("sklearn", "matplotlib", "scipy", "h5py")
+
+
+class _Hide:
+    """A meta path finder under which importing one of `names` (or a submodule) fails as if it were absent."""
+
+    def __init__(self, names):
+        self.names = frozenset(names)
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname.partition(".")[0] in self.names:
+            raise ModuleNotFoundError(f"{fullname} is hidden while TensorFlow imports", name=fullname)
+        return None
+
+
+@contextlib.contextmanager
+def hidden(names):
+    """Within the block, `names` cannot be imported (unless one already was)."""
+    finder = _Hide(names)
+    sys.meta_path.insert(0, finder)
+    try:
+        yield
+    finally:
+        sys.meta_path.remove(finder)
+
+
+def import_tensorflow():
+    """Imports TensorFlow, Keras and TensorFlow Probability's distributions with HIDDEN_WHILE_IMPORTING hidden;
+    returns TensorFlow. A no-op where TensorFlow is already imported: its optional imports have happened then.
+
+    TensorFlow Probability comes first: imported after TensorFlow, it also loads its `experimental` and `layers`
+    packages at once (for SavedModels that hold its objects), which drnas_tf does not use.
+    """
+    if "tensorflow" not in sys.modules:
+        with hidden(HIDDEN_WHILE_IMPORTING):
+            import tensorflow_probability  # noqa: F401
+            import keras  # noqa: F401
+            import tensorflow  # noqa: F401
+            import tensorflow_probability.python.distributions  # noqa: F401  (imports TF-Keras)
+    return sys.modules["tensorflow"]
