@@ -11,7 +11,8 @@ Synthetic 32x32 images, batch 64 for each of the two halves, architecture update
 `--iterations` after 3 warm-up iterations. `peak_rss_mb` is the process's peak resident memory,
 `rss_baseline_mb` the resident memory once TensorFlow and drnas_tf are imported (before any model),
 `rss_after_build_mb` once the model and optimizers exist, `rss_after_trace_mb` once the
-train step is traced (before TF optimises and runs it). `build_s` is the time to build the model and
+train step is traced (before TF optimises and runs it; without `--keep_trace_graph`, as the search does, once
+the Python graph of the trace is freed too). `build_s` is the time to build the model and
 optimizers, `trace_s` that of tracing the train step in Python, `first_step_s` that of the first step (tracing,
 graph optimisation, first run), `first_step_cpu_s` the CPU time the process spent on it (tracing and graph
 optimisation run on one thread, so on a loaded host this moves less than the wall time). `--graph_nodes`
@@ -109,13 +110,13 @@ def graph_nodes(name, batch_size):
 
 def measure(name, iterations, batch_size, jit_compile=False, intra_op_threads=0, inter_op_threads=0,
             disable_graph_optimizer=False, mixed_precision="float32", recompute_cells=False, keep_freed_memory=False,
-            graph_optimization="auto", train_only=False):
+            graph_optimization="auto", train_only=False, keep_trace_graph=False):
     import contextlib
 
     import numpy as np
     import tensorflow as tf
 
-    from drnas_tf import runtime
+    from drnas_tf import runtime, runtime_call
 
     graph_optimization = runtime.configure_graph_optimization(graph_optimization)
     runtime.configure_precision(mixed_precision)
@@ -130,7 +131,12 @@ def measure(name, iterations, batch_size, jit_compile=False, intra_op_threads=0,
     start = time.perf_counter()
     searcher, supernet, batch = build(name, batch_size, recompute_cells)
     rss_after_build, build_s = rss_mb(), time.perf_counter() - start
-    train_step = tf.function(searcher.train_step, jit_compile=jit_compile)
+    if keep_trace_graph:
+        train_step = tf.function(searcher.train_step, jit_compile=jit_compile, autograph=False)
+        trace = lambda signature: train_step.get_concrete_function(*signature)  # noqa: E731
+    else:  # as Searcher's train function
+        train_step = runtime_call.RuntimeFunction(searcher.train_step, jit_compile=jit_compile, autograph=False)
+        trace = train_step.trace
     infer = None if train_only else tf.function(lambda images: supernet(images, training=False),
                                                 jit_compile=jit_compile)
     # The entry points' --return_freed_memory (runtime.ReturnFreedMemory) around the first step's tracing,
@@ -139,7 +145,7 @@ def measure(name, iterations, batch_size, jit_compile=False, intra_op_threads=0,
     if not keep_freed_memory:
         first.enter_context(runtime.returning_freed_memory())
     start, start_cpu = time.perf_counter(), time.process_time()
-    train_step.get_concrete_function(batch)  # tracing alone, to see what the Python graph costs
+    trace(tf.nest.map_structure(tf.type_spec_from_value, (batch,)))  # tracing alone, to see what it costs
     rss_after_trace, trace_s = rss_mb(), time.perf_counter() - start
     train_ms, infer_ms = [], []
     for i in range(WARMUP_ITERATIONS + iterations):
@@ -190,6 +196,9 @@ def main():
                         help="no inference: time and memory of the search iteration alone, as the reference's")
     parser.add_argument("--recompute_cells", action="store_true",
                         help="recompute the search cells in the backward pass (not with the unrolled config)")
+    parser.add_argument("--keep_trace_graph", action="store_true",
+                        help="call the train step as a plain tf.function, which keeps the Python graph of its "
+                             "trace (the search calls it through its runtime function: drnas_tf/runtime_call.py)")
     parser.add_argument("--plain_import", action="store_true",
                         help="import TensorFlow as a plain `import tensorflow` does, with the optional "
                              "integrations the entry points leave out (drnas_tf/lean_import.py)")
@@ -211,7 +220,7 @@ def main():
                "inter_op_threads": args.inter_op_threads, "disable_graph_optimizer": args.disable_graph_optimizer,
                "mixed_precision": args.mixed_precision, "recompute_cells": args.recompute_cells,
                "keep_freed_memory": args.keep_freed_memory, "graph_optimization": args.graph_optimization,
-               "train_only": args.train_only}
+               "train_only": args.train_only, "keep_trace_graph": args.keep_trace_graph}
     result = measure(args.config, args.iterations, args.batch_size, **options)
     print(json.dumps({**result, **options, "plain_import": args.plain_import}), flush=True)
 

@@ -14,7 +14,7 @@ the weights, the relaxation's draws and the losses stay float32; float16 adds dy
 import keras
 import tensorflow as tf
 
-from drnas_tf import optim, relaxations, second_order
+from drnas_tf import optim, relaxations, runtime_call, second_order
 
 
 
@@ -79,6 +79,27 @@ class Searcher(keras.Model):
             self.arch_updates = bool(enabled)
             self.train_function = None
             self.make_train_function(force=True)
+
+    def make_train_function(self, force=False):
+        """Keras's train function, except for one step per call on a tf.data iterator outside tf.distribute,
+        the search's case: there the step is a tf.function called through its runtime function
+        (runtime_call.RuntimeFunction), so the Python graph of its trace is freed before the first call
+        optimises and runs it. The step is Keras's: `train_step` traced without autograph, with `jit_compile`."""
+        if self.train_function is not None and not force:
+            return self.train_function
+        super().make_train_function(force=True)
+        if self.run_eagerly or self.steps_per_execution != 1:
+            return self.train_function
+        keras_function = self.train_function
+        step = runtime_call.RuntimeFunction(self.train_step, autograph=False, jit_compile=self.jit_compile)
+
+        def train_function(iterator):
+            if tf.distribute.has_strategy() or not isinstance(iterator, tf.data.Iterator):
+                return keras_function(iterator)
+            return step(next(iterator), signature=(iterator.element_spec,))
+
+        self.train_function = train_function
+        return train_function
 
     def call(self, images, training=False):
         return self.supernet(images, training=training)
