@@ -3,8 +3,9 @@
 scikit-learn ships the 1,797 images with the package, so a first run needs no download. They are read from its
 data file without importing scikit-learn, whose import (SciPy's with it) would hold about 100 MB of resident
 memory for nothing else. Each image is scaled from 0–16 to uint8 0–255, resized to 32x32 (bilinear) and
-replicated to three channels, so the CIFAR-style networks run unchanged. A permutation with a fixed seed (`SPLIT_SEED`, independent of the run's --seed, so every
-run retrains and tests on the same images) puts 1,197 images in "train" and the other 600 in "test".
+replicated to three channels, so the CIFAR-style networks run unchanged. A permutation with a fixed seed
+(`SPLIT_SEED`, independent of the run's --seed, so every run retrains and tests on the same images) puts 1,197
+images in "train" and the other 600 in "test".
 """
 
 import functools
