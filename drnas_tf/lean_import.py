@@ -28,7 +28,7 @@ class _Hide:
 
 
 @contextlib.contextmanager
-def hidden(names):
+def _hidden(names):
     """Within the block, `names` cannot be imported (unless one already was)."""
     finder = _Hide(names)
     sys.meta_path.insert(0, finder)
@@ -46,7 +46,7 @@ def import_tensorflow():
     packages at once (for SavedModels that hold its objects), which drnas_tf does not use.
     """
     if "tensorflow" not in sys.modules:
-        with hidden(HIDDEN_WHILE_IMPORTING):
+        with _hidden(HIDDEN_WHILE_IMPORTING):
             import tensorflow_probability  # noqa: F401
             import keras  # noqa: F401
             import tensorflow  # noqa: F401
