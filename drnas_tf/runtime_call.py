@@ -54,6 +54,18 @@ class RuntimeFunction:
         return call
 
 
+def drop_cached_kernels():
+    """Empties the eager context's cache of op kernels, when no step has run yet on what was just built.
+
+    TensorFlow caches a kernel for each eager op it runs, keyed by the op and its attributes. Creating a Keras
+    variable runs ops whose attributes name that variable, so building a supernet and its optimizers leaves
+    kernels cached for each variable, thousands in all, that no later op reuses (docs/performance.md, Memory).
+    Kernels still needed are made again on their next use; a tf.function called before this is optimised again
+    on its next call, so call it before a model's first step."""
+    if tf.executing_eagerly():
+        context.context().clear_kernel_cache()
+
+
 def runtime_call(concrete):
     """A callable that runs `concrete` (a ConcreteFunction) through its runtime function and, once `concrete`
     is dropped, holds none of its Python graph; None where that cannot be done safely."""

@@ -72,6 +72,7 @@ class Searcher(keras.Model):
         self.evaluation_batches = keras.Variable(0, dtype="int32", trainable=False, name="evaluation_batches",
                                                  aggregation="only_first_replica")
         self.built = True
+        runtime_call.drop_cached_kernels()  # those of the variables just created
 
     def set_arch_updates(self, enabled):
         """Turns architecture steps on or off (warm-up); the next `fit` traces a train function to match."""

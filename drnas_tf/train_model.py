@@ -10,7 +10,7 @@ compute policy (--mixed_precision=mixed_float16) adds dynamic loss scaling (opti
 import keras
 import tensorflow as tf
 
-from drnas_tf import optim
+from drnas_tf import optim, runtime_call
 
 TOP_K = 5
 
@@ -59,6 +59,7 @@ class Trainer(keras.Model):
         self.test_top1 = keras.metrics.SparseCategoricalAccuracy(name="top1")
         self.test_top5 = keras.metrics.SparseTopKCategoricalAccuracy(k=TOP_K, name="top5")
         self.built = True
+        runtime_call.drop_cached_kernels()  # those of the variables just created
 
     def call(self, images, training=False):
         return self.network(images, training=training)

@@ -5,10 +5,11 @@ import gc
 
 import keras
 import numpy as np
+import pytest
 import tensorflow as tf
 from tensorflow.python.framework.func_graph import FuncGraph
 
-from drnas_tf.runtime_call import RuntimeFunction
+from drnas_tf.runtime_call import RuntimeFunction, drop_cached_kernels
 from drnas_tf.search_model import Searcher
 from drnas_tf.spaces.nb201.supernet import Nb201Supernet
 
@@ -91,3 +92,35 @@ def test_search_train_function_equals_keras_and_keeps_no_trace():
         np.testing.assert_array_equal(mine, keras_value)
     assert ours_traces == theirs_traces == 1  # the partial last batch ran on the same trace
     assert ours_graphs == 0 and theirs_graphs >= 1
+
+
+def malloc_in_use():
+    """Bytes the C heap has handed out (glibc's mallinfo2), or None without glibc."""
+    import ctypes
+
+    class MallInfo2(ctypes.Structure):
+        _fields_ = [(name, ctypes.c_size_t) for name in
+                    "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost".split()]
+
+    try:
+        mallinfo2 = ctypes.CDLL(None).mallinfo2
+    except (OSError, AttributeError):
+        return None
+    mallinfo2.restype = MallInfo2
+    return mallinfo2().uordblks
+
+
+def test_dropping_cached_kernels_frees_what_creating_variables_cached_and_functions_still_run():
+    double = tf.function(lambda x: 2.0 * x)
+    assert float(double(tf.constant(1.5))) == 3.0
+    drop_cached_kernels()
+    before = malloc_in_use()
+    if before is None:
+        pytest.skip("needs glibc's mallinfo2")
+    variables = [keras.Variable(keras.initializers.Zeros()((3,))) for _ in range(400)]
+    grown = malloc_in_use() - before
+    drop_cached_kernels()
+    freed = before + grown - malloc_in_use()
+    # Creating a Keras variable caches kernels of tens of kilobytes; dropping them frees most of the growth.
+    assert grown > 400 * 10_000 and freed > grown / 2, (grown, freed)
+    assert float(double(tf.constant(2.5))) == 5.0 and float(tf.reduce_sum(variables[-1] + 1.0)) == 3.0
