@@ -12,6 +12,9 @@ It reaches into TensorFlow's internals (a ConcreteFunction's inference function,
 graph, the eager context's `call_function`), whose behaviour requirements.txt pins with TensorFlow's version and
 tests/test_runtime_call.py checks. Where one is missing, where the call runs under a tf.distribute strategy or
 inside a graph, or where the trace captures a value at call time, it calls the tf.function as usual.
+
+`drop_cached_kernels` empties the eager runtime's other store that a model's step never uses: the kernels
+cached while its variables were created.
 """
 
 import gc
