@@ -41,6 +41,10 @@ class Searcher(keras.Model):
         skip_nonfinite: skip an optimizer step whose (all-reduced) gradient holds a NaN or Inf, leave that
             batch out of the metrics and count it in the `skipped_steps` metric (--nan_policy=skip_batch).
 
+    Constructing one empties the process's eager kernel cache once its variables exist
+    (`runtime_call.drop_cached_kernels`): a tf.function of another model already called in the same process is
+    optimised again on its next call.
+
     The supernet's dtype policy decides the precision: a float16 compute dtype turns on loss scaling
     (`loss_scale`, an optim.DynamicLossScale; optim.NoLossScale otherwise), which the second-order gradient
     does not support.

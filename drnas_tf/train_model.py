@@ -40,6 +40,10 @@ class Trainer(keras.Model):
         seed: base of the stateless drop-path seeds.
         skip_nonfinite: skip an SGD step whose (all-reduced) gradient holds a NaN or Inf, leave that batch out
             of the metrics and count it in the `skipped_steps` metric (--nan_policy=skip_batch).
+
+    Constructing one empties the process's eager kernel cache once its variables exist
+    (`runtime_call.drop_cached_kernels`): a tf.function of another model already called in the same process is
+    optimised again on its next call.
     """
 
     def __init__(self, network, learning_rate=0.025, momentum=0.9, weight_decay=3e-4, grad_clip=5.0,
