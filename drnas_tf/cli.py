@@ -133,8 +133,8 @@ def define_execution_flags(run):
                       "optimiser (grappler) does to each traced step: 'quick' leaves out what costs start-up time "
                       "and does not pay on a CPU (its second round of passes, the MLIR round trip, the memory, "
                       "layout, remapping and loop passes), so the first step after each trace comes sooner (the "
-                      "same numbers on one device); 'full' is TensorFlow's default; 'auto' is quick without a "
-                      "GPU and full with one (docs/performance.md).")
+                      "same numbers up to float32 rounding); 'full' is TensorFlow's default; 'auto' is quick "
+                      "without a GPU and full with one (docs/performance.md).")
     flags.DEFINE_bool("jit_compile", False, "Compile the train step with XLA. One device only (XLA cannot "
                       "compile MirroredStrategy's cross-replica step); slower than the default on CPU "
                       "(docs/performance.md).")

@@ -57,11 +57,11 @@ def configure_graph_optimization(mode):
     "quick" leaves those out, keeping pruning, common subexpressions, constant folding, the arithmetic and
     dependency optimisers, function inlining and the implementation selector (which swaps in the CPU kernel of
     the Dirichlet's gamma sampler: without it every draw changes); "full" is TensorFlow's default; "auto" is
-    quick where no GPU is visible (on a GPU the layout and remapping passes pay). A one-device step's
-    numbers are the same either way (under MirroredStrategy they differ by rounding); the measured effect is
-    in docs/performance.md. tf.config reaches only the passes; the iteration count, the MLIR round trip and the
-    memory optimiser are fields of the eager context's ConfigProto, which TensorFlow copies into each function
-    call's options.
+    quick where no GPU is visible (on a GPU the layout and remapping passes pay). A step's numbers are the
+    same either way up to float32 rounding (grappler's second round changes the last bit of some); the
+    measured effect is in docs/performance.md. tf.config reaches only the passes; the iteration count, the MLIR
+    round trip and the memory optimiser are fields of the eager context's ConfigProto, which TensorFlow copies
+    into each function call's options.
     """
     if mode not in GRAPH_OPTIMIZATIONS:
         raise ValueError(f"--graph_optimization={mode!r} must be one of: {', '.join(GRAPH_OPTIMIZATIONS)}")

@@ -58,35 +58,44 @@ def test_network_computes_in_half_precision_around_float32_eta_and_draws(policy)
     assert logs["loss"].dtype == tf.float32 and np.isfinite(float(logs["loss"]))
 
 
-# (policy, bound on |mixed step - float32 step| / |float32 step| for eta, for the weights, least cosine of the
-# two steps), for the step as `fit` runs it: a graph. Measured on the 2-core CPU: float16 0.0003 and 0.024;
-# bfloat16 (8-bit mantissa) 0.52 / cos 0.87 for eta (Adam's first step is about lr * sign(g), so tiny gradient
-# entries flip) and 0.23 / cos 0.97 for the weights. With grappler's arithmetic optimizer on (which
-# runtime.configure_precision turns off for mixed policies) float16 measured 0.36 and 0.14.
-STEP_BOUNDS = [("mixed_float16", 0.01, 0.05, 0.99), ("mixed_bfloat16", 1.0, 0.4, 0.6)]
+# (policy, bound on |mixed - float32| / |float32| for the architecture gradient, least cosine of the two, the
+# same for the weights' step), computed as `fit` runs them: in a graph. Measured on the 2-core CPU: float16
+# 0.008-0.039 for the architecture gradient on three batches, 0.057 for the weights' step; bfloat16 (8-bit
+# mantissa) 0.07-0.19 / cos 0.98 and 0.11 / cos 0.99. Each compared on its own: Adam's first step on eta is about
+# lr * sign(g), rounding flips the sign of entries near zero (each flip a step of 2 * lr), and the weights' step
+# after it draws its edge weights from the eta it left. With grappler's arithmetic optimizer on (which
+# runtime.configure_precision turns off for mixed policies) float16's whole steps, eta's and the weights', were
+# 0.36 and 0.14 from float32's.
+STEP_BOUNDS = [("mixed_float16", 0.08, 0.995, 0.1, 0.99), ("mixed_bfloat16", 0.4, 0.95, 0.3, 0.97)]
 
 
-@pytest.mark.parametrize("policy, eta_bound, weight_bound, least_cosine", STEP_BOUNDS)
-def test_one_step_moves_eta_and_weights_as_float32_does(policy, eta_bound, weight_bound, least_cosine):
+@pytest.mark.parametrize("policy, eta_bound, eta_cosine, weight_bound, weight_cosine", STEP_BOUNDS)
+def test_architecture_gradient_and_weight_step_as_float32s(policy, eta_bound, eta_cosine, weight_bound,
+                                                            weight_cosine):
     # softmax: no sampling, so the two precisions differ only by rounding.
     reference = make_searcher("float32", method="softmax")
     mixed = make_searcher(policy, method="softmax")
     before = snapshot(reference)
     np.testing.assert_array_equal(before[0], snapshot(mixed)[0])
+    _, (images, labels) = batch()
+    arch_gradients = [np.concatenate([g.numpy().ravel() for g in tf.function(
+        lambda: searcher.arch_gradients(images, labels, searcher.supernet_pass))()[2]])
+        for searcher in (reference, mixed)]
     for searcher in (reference, mixed):
+        searcher.set_arch_updates(False)
         tf.function(searcher.train_step)(batch())
-    for name, searcher in (("reference", reference), ("mixed", mixed)):
-        assert int(searcher.arch_optimizer.iterations) == 1 and int(searcher.weight_optimizer.iterations) == 1, name
+        assert int(searcher.weight_optimizer.iterations) == 1
     arch = {id(v) for v in reference.supernet.arch_variables}
-    weights = {id(v) for v in reference.supernet.trainable_variables} - arch
-    for part, bound in ((arch, eta_bound), (weights, weight_bound)):
-        positions = [i for i, v in enumerate(reference.supernet.variables) if id(v) in part]
-        steps = [np.concatenate([(model.supernet.variables[i].numpy() - before[i]).ravel() for i in positions])
-                 for model in (reference, mixed)]
-        norms = [np.linalg.norm(step) for step in steps]
+    positions = [i for i, v in enumerate(reference.supernet.variables) if id(v) in
+                 {id(v) for v in reference.supernet.trainable_variables} - arch]
+    weight_steps = [np.concatenate([(model.supernet.variables[i].numpy() - before[i]).ravel() for i in positions])
+                    for model in (reference, mixed)]
+    for pair, bound, least_cosine in ((arch_gradients, eta_bound, eta_cosine),
+                                      (weight_steps, weight_bound, weight_cosine)):
+        norms = [np.linalg.norm(vector) for vector in pair]
         assert norms[0] > 1e-3
-        assert np.linalg.norm(steps[1] - steps[0]) < bound * norms[0]
-        assert steps[0] @ steps[1] > least_cosine * norms[0] * norms[1]
+        assert np.linalg.norm(pair[1] - pair[0]) < bound * norms[0]
+        assert pair[0] @ pair[1] > least_cosine * norms[0] * norms[1]
     if policy == "mixed_float16":
         assert float(mixed.loss_scale.scale) == optim.DynamicLossScale.INITIAL_SCALE
         assert int(mixed.loss_scale.good_steps) == 1

@@ -349,6 +349,68 @@ def test_non_affine_batch_norms_share_their_constants(channels):
         np.testing.assert_allclose(y.numpy(), expected.numpy(), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.parametrize("channels", [3, 4])
+@pytest.mark.parametrize("affine", [False, True])
+@pytest.mark.parametrize("training", [False, True])
+def test_batch_norm_output_scale_multiplies_the_output(training, affine, channels):
+    """A mixed operation's weight w folded into BN (output_scale): the output is w times the BN's, the
+    gradients with respect to x and the BN's weights are w times theirs, the one with respect to w is
+    sum(dy * BN(x)), and the moving statistics are the BN's. On the column sums (3 channels) and on the fused
+    kernel (4); in inference on the fused kernel."""
+    x = random_images(5, 7, channels=channels, batch=4) * 2.0 - 0.5
+    layers = [ops.batch_norm(affine, channels) for _ in range(2)]
+    for bn in layers:
+        bn.build(bn.deferred_input_shape)
+        bn.moving_mean.assign(np.linspace(-0.5, 0.5, channels))
+        bn.moving_variance.assign(np.linspace(0.5, 2.0, channels))
+        if affine:
+            bn.gamma.assign(np.linspace(-1.0, 2.0, channels))
+            bn.beta.assign(np.linspace(0.3, -0.2, channels))
+    w = tf.constant(0.3)
+    dy = random_images(5, 7, channels=channels, batch=4)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch([x, w])
+        scaled = layers[0](x, training=training, output_scale=w)
+        plain = layers[1](x, training=training)
+        scaled_loss, plain_loss = tf.reduce_sum(dy * scaled), tf.reduce_sum(dy * plain)
+    np.testing.assert_allclose(scaled.numpy(), 0.3 * plain.numpy(), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(tape.gradient(scaled_loss, w).numpy(), tf.reduce_sum(dy * plain).numpy(), rtol=1e-5)
+    for ours, theirs in zip(tape.gradient(scaled_loss, [x] + layers[0].trainable_variables),
+                            tape.gradient(plain_loss, [x] + layers[1].trainable_variables)):
+        np.testing.assert_allclose(ours.numpy(), 0.3 * theirs.numpy(), rtol=1e-4, atol=1e-6)
+    for ours, theirs in zip(layers[0].non_trainable_variables, layers[1].non_trainable_variables):
+        np.testing.assert_allclose(ours.numpy(), theirs.numpy(), rtol=1e-6)
+
+
+@pytest.mark.parametrize("channels", [3, 4])
+def test_scaled_batch_norm_gradient_keeps_no_copy_of_the_output(channels):
+    """The gradient of w * BN(x) computed with w as BN's output_scale reads one tensor of x's size from the
+    forward pass (the centred x of the column sums, or x for the fused kernel); that of the product reads a
+    second, BN(x), which a search step would keep for every operation of every edge."""
+    bn = ops.batch_norm(False, channels)
+    bn.build(bn.deferred_input_shape)
+    x = random_images(5, 7, channels=channels, batch=4)
+    w = tf.constant(0.3)
+
+    def kept_tensors(forward):
+        forward_ops = set()
+
+        def gradients():
+            with tf.GradientTape() as tape:
+                tape.watch([x, w])
+                loss = tf.reduce_sum(forward())  # whose gradient reads nothing of the forward pass
+            forward_ops.update(tf.compat.v1.get_default_graph().get_operations())
+            return tape.gradient(loss, [x, w])
+
+        graph = tf.function(gradients).get_concrete_function().graph
+        backward = [op for op in graph.get_operations() if op not in forward_ops]
+        return {t.name for op in backward for t in op.inputs
+                if t.op in forward_ops and t.shape.num_elements() == x.shape.num_elements()}
+
+    assert len(kept_tensors(lambda: bn(x, training=True, output_scale=w))) == 1
+    assert len(kept_tensors(lambda: w * bn(x, training=True))) == 2
+
+
 def test_batch_norm_inference_and_float16():
     x = random_images(4, 6, channels=2)
     bn = ops.batch_norm(True, 2)

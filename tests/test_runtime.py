@@ -156,5 +156,7 @@ def test_a_search_step_is_the_same_under_quick_and_full_graph_optimization(full_
     before_quick, quick = _one_search_step("quick")
     for start_full, start_quick, after_full, after_quick in zip(before_full, before_quick, full, quick):
         np.testing.assert_array_equal(start_full, start_quick)
-        np.testing.assert_array_equal(after_quick, after_full)  # bit for bit, as measured on a 2-core x86-64
+        # Grappler's second round of passes, which quick leaves out, rounds some arithmetic differently
+        # (measured on a 2-core x86-64: at most 2e-6 of each variable's largest entry apart).
+        np.testing.assert_allclose(after_quick, after_full, rtol=0, atol=2e-5 * np.abs(after_full).max())
     assert max(np.abs(a - b).max() for a, b in zip(full, before_full)) > 1e-3  # the step moved the variables

@@ -51,8 +51,9 @@ class BatchNorm(keras.layers.BatchNormalization):
     both. float16 inputs run in float16 with float32 statistics; other dtypes are computed in float32.
     """
 
-    def call(self, inputs, training=None):
-        return batch_norm_together([self], inputs, training)
+    def call(self, inputs, training=None, output_scale=None):
+        """output_scale: None, or a scalar that multiplies the output (`batch_norm_together`)."""
+        return batch_norm_together([self], inputs, training, None if output_scale is None else [output_scale])
 
 
 _GRAPH_CONSTANTS = weakref.WeakKeyDictionary()  # traced graph -> {(key, device): tensor name}
@@ -77,9 +78,13 @@ def _constant_vector(value, length, device):
     return _graph_constant(("vector", value, length), lambda: np.full([length], value, np.float32), device)
 
 
-def batch_norm_together(layers, x, training=None):
+def batch_norm_together(layers, x, training=None, output_scales=None):
     """BatchNorm layers (of one kind) applied to consecutive channel blocks of x, as one: BN acts per channel,
     so this is each layer on its block. Returns the blocks' outputs side by side, as x's, in the compute dtype.
+
+    output_scales: None, or one scalar per layer that multiplies its block's output (a mixed operation's
+    weights). It is folded into the normalisation's scale and offset: the same numbers as multiplying the
+    output, but the gradient keeps no copy of the output, which the product's would (docs/performance.md).
 
     Float32 training on a CPU-only machine, on a static shape whose channel count is not a multiple of
     `FUSED_KERNEL_CHANNELS`, runs `_batch_norm_by_reductions`; everything else runs TensorFlow's fused kernel."""
@@ -91,10 +96,15 @@ def batch_norm_together(layers, x, training=None):
         return values[0] if len(values) == 1 else tf.concat(values, axis=0)
 
     moving_mean, moving_variance = stacked("moving_mean"), stacked("moving_variance")
+    scale = stacked("gamma") if first.scale else None
+    offset = stacked("beta") if first.center else None
+    if output_scales is not None:
+        factor = _per_channel(output_scales, x.shape[-1], x.device)
+        scale = factor if scale is None else scale * factor
+        offset = None if offset is None else offset * factor
     training = training and first.trainable
     if training and _fused_kernel_is_slow(x):
-        y, mean, variance = _batch_norm_by_reductions(
-            x, stacked("gamma") if first.scale else None, stacked("beta") if first.center else None, first.epsilon)
+        y, mean, variance = _batch_norm_by_reductions(x, scale, offset, first.epsilon)
         pixels = x.shape[:-1].num_elements()
         momentum, factor = first.momentum, 1.0 - first.momentum  # PyTorch's running statistics
         keep, add, add_unbiased = (_graph_constant(("bn_factor", value), lambda: np.float32(value), x.device)
@@ -102,8 +112,7 @@ def batch_norm_together(layers, x, training=None):
         _update_moving_statistics(layers, keep * moving_mean + add * mean,
                                   keep * moving_variance + add_unbiased * variance)
         return tf.cast(y, first.compute_dtype)
-    scale = stacked("gamma") if first.scale else _constant_vector(1.0, x.shape[-1], x.device)
-    offset = stacked("beta") if first.center else _constant_vector(0.0, x.shape[-1], x.device)
+    scale, offset = (_as_vector(v, fill, x.shape[-1], x.device) for v, fill in ((scale, 1.0), (offset, 0.0)))
     if training:
         # The kernel also returns the updated moving statistics: momentum * old + (1 - momentum) * batch.
         if x.dtype == tf.float32:
@@ -121,6 +130,26 @@ def batch_norm_together(layers, x, training=None):
         y, _, _ = tf.compat.v1.nn.fused_batch_norm(x, scale, offset, moving_mean, moving_variance,
                                                    epsilon=first.epsilon, is_training=False)
     return tf.cast(y, first.compute_dtype)
+
+
+def _per_channel(factors, channels, device):
+    """float32 per-channel factors from one scalar per block of `channels`: the scalar itself for one block,
+    else a [channels] vector with factor i on the i-th of len(factors) equal blocks."""
+    factors = [tf.cast(f, tf.float32) for f in factors]
+    if len(factors) == 1:
+        return factors[0]
+    block = channels // len(factors)
+    shape = _graph_constant(("bn_factors", len(factors), 1), lambda: np.array([len(factors), 1], np.int32), device)
+    tiles = _graph_constant(("bn_tiles", block), lambda: np.array([1, block], np.int32), device)
+    vector = _graph_constant(("bn_vector", channels), lambda: np.array([channels], np.int32), device)
+    return tf.reshape(tf.tile(tf.reshape(tf.stack(factors), shape), tiles), vector)
+
+
+def _as_vector(value, fill, channels, device):
+    """A float32 [channels] scale or offset for the fused kernel from a vector, a scalar, or None (`fill`)."""
+    if value is None:
+        return _constant_vector(fill, channels, device)
+    return value * _constant_vector(1.0, channels, device) if value.shape.rank == 0 else value
 
 
 def _fused_kernel_is_slow(x):
@@ -145,8 +174,9 @@ def _update_moving_statistics(layers, moving_mean, moving_variance):
 def _batch_norm_by_reductions(x, scale, offset, epsilon):
     """Training-mode BatchNorm over axes 0-2 of a float32 NHWC tensor with a static shape, built from column
     sums, for the channel counts where oneDNN's fused kernel is slow (not a multiple of
-    `FUSED_KERNEL_CHANNELS`; docs/performance.md). scale and offset may be None (non-affine). Returns
-    (output, batch mean, biased batch variance).
+    `FUSED_KERNEL_CHANNELS`; docs/performance.md). scale and offset are None (non-affine), scalars or [C]
+    vectors; the scale multiplies the small [1, fold * C] normaliser, so the gradient keeps only the centred
+    tensor. Returns (output, batch mean, biased batch variance).
 
     The tensor is read as rows of `fold` consecutive pixels, [-1, fold * C] (a reshape, which moves no data),
     so that a row is wide enough for vector instructions. One matrix product with a constant [fold * C,
@@ -178,16 +208,17 @@ def _batch_norm_by_reductions(x, scale, offset, epsilon):
     def per_channel(wide_vector):  # [1, fold * C] -> [C]
         return tf.reshape(tf.slice(wide_vector, begin, size), vector_shape)
 
-    def wide(vector):  # [C] -> [1, fold * C]
-        return tf.reshape(tf.tile(vector, [fold]), [1, width])
+    def wide(vector):  # [C] -> [1, fold * C]; a scalar stays one
+        return vector if vector.shape.rank == 0 else tf.reshape(tf.tile(vector, [fold]), [1, width])
 
     rows = tf.reshape(x, rows_shape)
     mean = means(rows)
     centered = rows - mean
     variance = means(tf.square(centered))
-    y = centered * tf.math.rsqrt(variance + eps)
+    factor = tf.math.rsqrt(variance + eps)
     if scale is not None:
-        y = y * wide(scale)
+        factor = factor * wide(scale)
+    y = centered * factor
     if offset is not None:
         y = y + wide(offset)
     return tf.reshape(y, x_shape), per_channel(tf.stop_gradient(mean)), per_channel(tf.stop_gradient(variance))

@@ -1,6 +1,10 @@
 """The operations the spaces' candidates are made of, as Keras layers (NHWC; docs/method.md §3, §11):
 ReLU-Conv-BN, dilated and separable convolutions, FactorizedReduce, pooling, identity and zero. Each space's
 candidates module maps its operation names onto them (`build_candidate`).
+
+Every operation's call takes an `output_scale`, a scalar its output is multiplied by: a mixed operation's
+weight. Operations that end in BatchNorm fold it into the normalisation (`batch_norm_together`), so that the
+gradient keeps no copy of their output (docs/performance.md).
 """
 
 import keras
@@ -32,20 +36,21 @@ class ReLUConvBN(ComposedLayer):
         self.conv = conv2d(channels_in, channels_out, kernel_size, stride, dilation, name="conv", padding=mode)
         self.bn = batch_norm(affine, channels_out, name="bn")
 
-    def call(self, x, training=False):
+    def call(self, x, training=False, output_scale=None):
         x = pad_spatial(tf.nn.relu(x), *[self.explicit_padding] * 4)
-        return self.bn(self.conv(x), training=training)
+        return self.bn(self.conv(x), training=training, output_scale=output_scale)
 
     @staticmethod
-    def together(blocks, x, training=False):
+    def together(blocks, x, training=False, output_scales=None):
         """ReLUConvBN blocks of one shape on the same input x, as one ReLU, one convolution with their kernels
         side by side and one BN: the same numbers as each block on x (convolution and BN act per output
-        channel), in fewer, wider ops, which pays on few channels (docs/performance.md). One output per block."""
+        channel), in fewer, wider ops, which pays on few channels (docs/performance.md). One output per block;
+        output_scales: None or one `output_scale` per block."""
         first = blocks[0]
         x = pad_spatial(tf.nn.relu(x), *[first.explicit_padding] * 4)
         kernel = tf.concat([tf.cast(tf.convert_to_tensor(b.conv.kernel), x.dtype) for b in blocks], axis=-1)
         y = tf.nn.conv2d(x, kernel, first.stride, first.conv.padding.upper(), dilations=first.dilation)
-        return tf.split(batch_norm_together([b.bn for b in blocks], y, training), len(blocks), axis=-1)
+        return tf.split(batch_norm_together([b.bn for b in blocks], y, training, output_scales), len(blocks), axis=-1)
 
     def get_config(self):
         return {**super().get_config(), "channels_in": self.channels_in, "channels_out": self.channels_out,
@@ -75,13 +80,13 @@ class DilConv(ComposedLayer):
         self.pointwise = conv2d(channels_in, channels_out, 1, name="pointwise")
         self.bn = batch_norm(affine, channels_out, name="bn")
 
-    def call(self, x, training=False):
+    def call(self, x, training=False, output_scale=None):
         x = pad_spatial(tf.nn.relu(x), *[self.explicit_padding] * 4)
         if self.subsamples_first():
             x = strided_dilated_depthwise(x, self.depthwise.kernel, self.stride)
         else:
             x = self.depthwise(x)
-        return self.bn(self.pointwise(x), training=training)
+        return self.bn(self.pointwise(x), training=training, output_scale=output_scale)
 
     def subsamples_first(self):
         """Whether the strided, dilated depthwise convolution runs as `strided_dilated_depthwise`: where the
@@ -89,13 +94,14 @@ class DilConv(ComposedLayer):
         return self.stride > 1 and self.dilation == self.stride
 
     @staticmethod
-    def together(blocks, x, training=False):
+    def together(blocks, x, training=False, output_scales=None):
         """DilConv blocks of one shape on the same input x, as one block on len(blocks) copies of x side by
         side (`stacked`): the same numbers as each block on x, in fewer, wider ops. One output per block."""
-        return tf.split(DilConv.stacked(blocks, tf.tile(x, [1, 1, 1, len(blocks)]), training), len(blocks), axis=-1)
+        x = tf.tile(x, [1, 1, 1, len(blocks)])
+        return tf.split(DilConv.stacked(blocks, x, training, output_scales), len(blocks), axis=-1)
 
     @staticmethod
-    def stacked(blocks, x, training=False):
+    def stacked(blocks, x, training=False, output_scales=None):
         """DilConv blocks of one shape, block i on channels [i * C, (i + 1) * C) of x: one depthwise convolution
         with their kernels side by side, one grouped pointwise convolution (group i has block i's kernel), one BN.
         The output holds block i's on its channels [i * C_out, (i + 1) * C_out).
@@ -110,7 +116,7 @@ class DilConv(ComposedLayer):
                                          dilation_rate=first.dilation)
         pointwise = tf.concat([tf.cast(tf.convert_to_tensor(b.pointwise.kernel), x.dtype) for b in blocks], axis=3)
         y = tf.nn.conv2d(x, pointwise, 1, "VALID")  # input channels len(blocks) x the kernel's: grouped
-        return batch_norm_together([b.bn for b in blocks], y, training)
+        return batch_norm_together([b.bn for b in blocks], y, training, output_scales)
 
     def get_config(self):
         return {**super().get_config(), "channels_in": self.channels_in, "channels_out": self.channels_out,
@@ -144,16 +150,17 @@ class SepConv(ComposedLayer):
         self.first = DilConv(channels_in, channels_in, kernel_size, stride, padding, 1, affine, name="first")
         self.second = DilConv(channels_in, channels_out, kernel_size, 1, padding, 1, affine, name="second")
 
-    def call(self, x, training=False):
-        return self.second(self.first(x, training=training), training=training)
+    def call(self, x, training=False, output_scale=None):
+        return self.second(self.first(x, training=training), training=training, output_scale=output_scale)
 
     @staticmethod
-    def together(blocks, x, training=False):
+    def together(blocks, x, training=False, output_scales=None):
         """SepConv blocks of one shape on the same input x, as their two DilConv halves each run stacked
         (DilConv.stacked) on len(blocks) copies of x: the same numbers as each block on x. One output per
         block."""
         x = DilConv.stacked([b.first for b in blocks], tf.tile(x, [1, 1, 1, len(blocks)]), training)
-        return tf.split(DilConv.stacked([b.second for b in blocks], x, training), len(blocks), axis=-1)
+        x = DilConv.stacked([b.second for b in blocks], x, training, output_scales)
+        return tf.split(x, len(blocks), axis=-1)
 
     def get_config(self):
         return {**super().get_config(), "channels_in": self.channels_in, "channels_out": self.channels_out,
@@ -181,10 +188,10 @@ class FactorizedReduce(ComposedLayer):
         self.conv_2 = conv2d(channels_in, channels_out // 2, 1, name="conv_2")
         self.bn = batch_norm(affine, channels_out, name="bn")
 
-    def call(self, x, training=False):
+    def call(self, x, training=False, output_scale=None):
         x = tf.nn.relu(x)  # the stride-2 1x1 convolutions as 1x1 convolutions of every second pixel
         out = tf.concat([self.conv_1(every_nth_pixel(x, 2)), self.conv_2(every_nth_pixel(x, 2, 1))], axis=-1)
-        return self.bn(out, training=training)
+        return self.bn(out, training=training, output_scale=output_scale)
 
     def get_config(self):
         return {**super().get_config(), "channels_in": self.channels_in, "channels_out": self.channels_out,
@@ -211,21 +218,27 @@ class Pool(ComposedLayer):
         self.mode, self.channels, self.stride, self.with_bn = mode, channels, stride, with_bn
         self.bn = batch_norm(False, channels, name="bn") if with_bn else None
 
-    def call(self, x, training=False):
-        x = self.pool(x)
-        return self.bn(x, training=training) if self.bn is not None else x
+    def call(self, x, training=False, output_scale=None):
+        return self.normalized(self.pool(x), training, output_scale)
+
+    def normalized(self, pooled, training, output_scale):
+        """The BN of the pooled input, or the pooled input, times output_scale."""
+        if self.bn is not None:
+            return self.bn(pooled, training=training, output_scale=output_scale)
+        return _scaled(pooled, output_scale)
 
     def pool(self, x):
         """The pooling alone, without the BN (shared by the edges of `together`)."""
         return (max_pool if self.mode == "max" else avg_pool)(x, 3, self.stride, padding=1)
 
     @staticmethod
-    def together(blocks, x, training=False):
+    def together(blocks, x, training=False, output_scales=None):
         """Pool blocks of one kind on the same input x: the pooling once, then each block's BN on it. The same
         numbers as each block on x. One output per block. (Their BNs as one on copies of the pooled x would
         keep the copies for the gradient: more memory, no faster.)"""
         y = blocks[0].pool(x)
-        return [b.bn(y, training=training) if b.bn is not None else y for b in blocks]
+        output_scales = output_scales or [None] * len(blocks)
+        return [b.normalized(y, training, s) for b, s in zip(blocks, output_scales)]
 
     def get_config(self):
         return {**super().get_config(), "mode": self.mode, "channels": self.channels, "stride": self.stride,
@@ -235,8 +248,8 @@ class Pool(ComposedLayer):
 class Identity(ComposedLayer):
     """Returns its input."""
 
-    def call(self, x, training=False):
-        return x
+    def call(self, x, training=False, output_scale=None):
+        return _scaled(x, output_scale)
 
 
 class Zero(ComposedLayer):
@@ -250,13 +263,18 @@ class Zero(ComposedLayer):
         super().__init__(**kwargs)
         self.stride = stride
 
-    def call(self, x, training=False):
+    def call(self, x, training=False, output_scale=None):
         if self.stride > 1:
             x = x[:, :: self.stride, :: self.stride, :]
-        return tf.zeros_like(x)
+        return _scaled(tf.zeros_like(x), output_scale)  # still a function of the scale, whose gradient is 0
 
     def get_config(self):
         return {**super().get_config(), "stride": self.stride}
+
+
+def _scaled(x, output_scale):
+    """x times output_scale, or x where it is None."""
+    return x if output_scale is None else x * output_scale
 
 
 def skip_connect(channels, stride, affine, name):

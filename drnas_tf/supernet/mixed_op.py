@@ -10,7 +10,9 @@ class MixedOp(ops.ComposedLayer):
 
     out = channel_shuffle(concat([sum_o w_o * o(x[..., :C/k]), bypass(x[..., C/k:])]), k), where the bypass is
     a 2x2 max pool on stride-2 edges. Operations whose mask entry is false (pruned) are not built and never
-    run. k = 1 is the plain DARTS/DrNAS mixed operation.
+    run. k = 1 is the plain DARTS/DrNAS mixed operation. Each operation multiplies its output by its w_o
+    itself (`output_scales`), inside its last BatchNorm where it ends in one, so that the gradient keeps no
+    copy of that output (docs/performance.md).
 
     Args:
         space: the spaces.SearchSpace whose operations `candidates` names (it builds them, `make_op`).
@@ -46,8 +48,9 @@ class MixedOp(ops.ComposedLayer):
         `node_sum`, which joins all the edges into a node with one concat and one shuffle.
         """
         partial, bypass = self.split(x)
-        outputs = {j: self.ops[j](partial, training=training) for j in self.computed}
-        mixed, bypass = self.mix(outputs, weights, bypass)
+        scales = self.output_scales(weights, partial.dtype)
+        outputs = [self.ops[j](partial, training=training, output_scale=scales[j]) for j in self.computed]
+        mixed, bypass = self.mix(outputs, bypass)
         return node_sum([(mixed, bypass)], self.k) if combine else (mixed, bypass)
 
     def split(self, x):
@@ -61,14 +64,19 @@ class MixedOp(ops.ComposedLayer):
             bypass = ops.max_pool(bypass, 2, 2, ceil_mode=True)
         return partial, bypass
 
-    def mix(self, outputs, weights, bypass):
-        """(sum_o w_o * o(partial), the bypassed channels scaled) from {position in self.ops: o(partial)} of
-        the computed operations and the bypassed channels of `split`."""
+    def output_scales(self, weights, dtype):
+        """{position in self.ops: its operation's weight w_o, in dtype} for the computed operations, which
+        multiply their output by it (their `output_scale`)."""
         # One Unpack (gradient: one Pack) rather than a slice per operation.
-        weights = tf.unstack(tf.cast(weights, outputs[self.computed[0]].dtype), num=len(self.candidates))
+        weights = tf.unstack(tf.cast(weights, dtype), num=len(self.candidates))
+        return {j: weights[self.active[j]] for j in self.computed}
+
+    def mix(self, outputs, bypass):
+        """(sum_o w_o * o(partial), the bypassed channels scaled) from the computed operations' outputs, each
+        already multiplied by its weight (`output_scales`), and the bypassed channels of `split`."""
         if bypass is not None and self.bypass_scale != 1.0:
             bypass = bypass * self.bypass_scale
-        return tf.add_n([weights[self.active[j]] * outputs[j] for j in self.computed]), bypass
+        return tf.add_n(outputs), bypass
 
     def get_config(self):
         # The SearchSpace object itself: supernets are saved as checkpoints, never as Keras configs, and this
@@ -102,6 +110,7 @@ def edges_from_one_node(edges, x, weights, training=False):
     edge by edge, as MixedOp.call.
     """
     partial, bypass = edges[0].split(x)
+    scales = [edge.output_scales(w, partial.dtype) for edge, w in zip(edges, weights)]
     outputs = [{} for _ in edges]
     groups = {}
     for i, edge in enumerate(edges):
@@ -111,13 +120,14 @@ def edges_from_one_node(edges, x, weights, training=False):
     for members in groups.values():
         if len(members) > 1:
             blocks = [edges[i].ops[j] for i, j in members]
-            for (i, j), y in zip(members, type(blocks[0]).together(blocks, partial, training)):
+            block_scales = [scales[i][j] for i, j in members]
+            for (i, j), y in zip(members, type(blocks[0]).together(blocks, partial, training, block_scales)):
                 outputs[i][j] = y
     for i, edge in enumerate(edges):
         for j in edge.computed:
             if j not in outputs[i]:
-                outputs[i][j] = edge.ops[j](partial, training=training)
-    return [edge.mix(outputs[i], weights[i], bypass) for i, edge in enumerate(edges)]
+                outputs[i][j] = edge.ops[j](partial, training=training, output_scale=scales[i][j])
+    return [edge.mix([outputs[i][j] for j in edge.computed], bypass) for i, edge in enumerate(edges)]
 
 
 def _runs_together(op, channels):
