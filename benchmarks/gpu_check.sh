@@ -3,7 +3,8 @@
 # progressive CIFAR-10 searches; one JSON object on stdout, in at most about 8 minutes (BUDGET_S, default 450 s,
 # bounds the measuring; runs that no longer fit are reported as skipped).
 #
-#   make install && benchmarks/gpu_check.sh          # from the repository root; PYTHON=... picks another Python
+#   make install && .venv/bin/python -m pip install 'tensorflow[and-cuda]==2.21.0'  # from the repository root
+#   benchmarks/gpu_check.sh          # PYTHON=... picks another Python
 #
 # Each run is a fresh `benchmarks/search_step.py` process (synthetic 32x32 data, 3 warm-up iterations, median of
 # 5), most important first: nb201_k4 at batch 64 and 256, with XLA (--jit_compile) and bfloat16
@@ -16,6 +17,22 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}
 BUDGET_S=${BUDGET_S:-450}
+
+# TensorFlow's Linux wheel runs on a GPU only with its CUDA 12 libraries, which `make install` leaves out.
+if ! refusal=$("$PY" - "$PY" 2>/dev/null <<'PYTHON'
+import sys
+
+import tensorflow as tf
+
+if not tf.config.list_physical_devices("GPU"):
+    print(f"gpu_check: TensorFlow sees no GPU; install its CUDA libraries with {sys.argv[1]} -m pip install "
+          f"'tensorflow[and-cuda]=={tf.__version__}', then check that nvidia-smi lists the GPU")
+    sys.exit(1)
+PYTHON
+); then
+  echo "${refusal:-gpu_check: $PY cannot import TensorFlow; run make install}" >&2
+  exit 1
+fi
 RUNS=$(mktemp)
 START=$(date +%s)
 
