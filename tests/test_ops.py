@@ -198,14 +198,28 @@ def test_every_nth_pixel_is_the_strided_slice_zero_padded(stride, offset, height
     np.testing.assert_array_equal(tape.gradient(loss, x).numpy(), gradient)
 
 
-def test_channel_shuffle_matches_nchw_reference():
-    groups, channels = 3, 12
-    x = np.random.default_rng(0).standard_normal((2, 5, 4, channels)).astype(np.float32)
-    nchw = x.transpose(0, 3, 1, 2)
-    b, c, h, w = nchw.shape
-    shuffled = nchw.reshape(b, groups, c // groups, h, w).transpose(0, 2, 1, 3, 4).reshape(b, c, h, w)
-    np.testing.assert_array_equal(ops.channel_shuffle(tf.constant(x), groups).numpy(),
-                                  shuffled.transpose(0, 2, 3, 1))
+@pytest.mark.parametrize("channels, by_matmul", [(12, True), (ops.layers.SHUFFLE_BY_MATMUL_CHANNELS, True),
+                                                (48, True), (12, False)])  # product, product, transpose twice
+@pytest.mark.parametrize("dtype", [tf.float32, tf.float16, tf.bfloat16])
+def test_channel_shuffle_matches_nchw_reference_exactly_with_its_gradient(channels, by_matmul, dtype):
+    groups = 4
+    rng = np.random.default_rng(0)
+    x, dy = (rng.standard_normal((2, 5, 4, channels)).astype(np.float32) for _ in range(2))
+    x, dy = (tf.cast(tf.constant(v), dtype).numpy().astype(np.float32) for v in (x, dy))  # representable
+
+    def nchw_shuffle(nhwc):
+        b, c, h, w = nhwc.transpose(0, 3, 1, 2).shape
+        nchw = nhwc.transpose(0, 3, 1, 2).reshape(b, groups, c // groups, h, w)
+        return nchw.transpose(0, 2, 1, 3, 4).reshape(b, c, h, w).transpose(0, 2, 3, 1)
+
+    x_tensor = tf.cast(tf.constant(x), dtype)
+    with tf.GradientTape() as tape:
+        tape.watch(x_tensor)
+        y = ops.channel_shuffle(x_tensor, groups, by_matmul)
+    dx = tape.gradient(y, x_tensor, output_gradients=tf.cast(tf.constant(dy), dtype))
+    assert y.dtype == dx.dtype == dtype
+    np.testing.assert_array_equal(tf.cast(y, tf.float32).numpy(), nchw_shuffle(x))
+    np.testing.assert_array_equal(nchw_shuffle(tf.cast(dx, tf.float32).numpy()), dy)  # dx: dy unshuffled
 
 
 def test_init_follows_pytorch_default_bounds():

@@ -5,6 +5,7 @@ sublayers from channel counts without tracing `call`."""
 import math
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 
@@ -102,12 +103,26 @@ def every_nth_pixel(x, stride, offset=0):
     return tf.reshape(picked, [-1, rows, columns, channels])
 
 
-def channel_shuffle(x, groups):
-    """NHWC channel shuffle: [b, h, w, g, c/g] -> swap the last two axes -> [b, h, w, c]."""
+# Up to this many channels `channel_shuffle(by_matmul=True)` multiplies by a permutation matrix: on the narrow
+# tensors of partial channels a transpose of the last two of five small axes is slow, and the product up to 2-3x
+# faster forward and backward; from about 48 channels on the transpose is as fast or faster (docs/performance.md).
+SHUFFLE_BY_MATMUL_CHANNELS = 40
+
+
+def channel_shuffle(x, groups, by_matmul=False):
+    """NHWC channel shuffle: [b, h, w, g, c/g] -> swap the last two axes -> [b, h, w, c].
+
+    by_matmul: up to `SHUFFLE_BY_MATMUL_CHANNELS` channels, compute it as the product of the [b * h * w, c]
+    rows with the permutation matrix, whose entries are 0 and 1, so that each output is one input times 1 plus
+    zeros: the same numbers. Faster in a whole NB201 search step, slower in a DARTS one (docs/performance.md)."""
     if groups == 1:
         return x
     height, width = spatial_size(x)  # static sizes: no Shape/StridedSlice ops in the graph
     channels = x.shape[-1]
+    if by_matmul and channels <= SHUFFLE_BY_MATMUL_CHANNELS:
+        order = np.arange(channels).reshape(groups, channels // groups).T.reshape(-1)
+        permutation = tf.constant(np.eye(channels)[:, order], x.dtype)
+        return tf.reshape(tf.matmul(tf.reshape(x, [-1, channels]), permutation), [-1, height, width, channels])
     x = tf.reshape(x, [-1, height, width, groups, channels // groups])
     x = tf.transpose(x, [0, 1, 2, 4, 3])
     return tf.reshape(x, [-1, height, width, channels])

@@ -86,18 +86,19 @@ class MixedOp(ops.ComposedLayer):
                 "bypass_scale": self.bypass_scale}
 
 
-def node_sum(parts, k):
+def node_sum(parts, k, shuffle_by_matmul=False):
     """Sum of the edge outputs entering a node, from their (mixed, bypass) pairs (`MixedOp(combine=False)`).
 
     Concat and channel shuffle are linear and the same for every edge, so the sum of the shuffled concats is
     the shuffled concat of the sums: the same numbers, with one concat and one shuffle per node instead of
-    one per edge (fewer graph nodes and buffers; docs/performance.md).
+    one per edge (fewer graph nodes and buffers; docs/performance.md). shuffle_by_matmul: `ops.channel_shuffle`'s
+    by_matmul.
     """
     mixed = tf.add_n([m for m, _ in parts])
     if k == 1:
         return mixed
     bypass = tf.add_n([b for _, b in parts])
-    return ops.channel_shuffle(tf.concat([mixed, bypass], axis=-1), k)
+    return ops.channel_shuffle(tf.concat([mixed, bypass], axis=-1), k, by_matmul=shuffle_by_matmul)
 
 
 def edges_from_one_node(edges, x, weights, training=False):
