@@ -5,6 +5,8 @@ import math
 import numpy as np
 import tensorflow as tf
 
+from drnas_tf import ops
+
 
 def count_params(variables):
     """Number of scalars in a list of variables."""
@@ -18,7 +20,8 @@ def count_macs(model, image_shape):
     matrix multiplications, so pruned operations (never built) and partial channels are accounted for.
     Dilated depthwise convolutions run as space-to-batch + convolution; their positions are taken from the
     batch-to-space output so the padding that layout adds is not counted. Strided dilated ones convolve the
-    subsampled input (ops.strided_dilated_depthwise) and count their strided output.
+    subsampled input (ops.strided_dilated_depthwise) and count their strided output. The channel shuffle's
+    product with a permutation matrix (ops.channel_shuffle) only moves data, and is not counted.
     """
     spec = tf.TensorSpec((1, *image_shape), tf.float32)
     graph = tf.function(lambda images: model(images, training=False)).get_concrete_function(spec).graph
@@ -28,11 +31,17 @@ def count_macs(model, image_shape):
             kernel_h, kernel_w, channels_in, _ = op.inputs[1].shape
             per_output = kernel_h * kernel_w * (channels_in if op.type == "Conv2D" else 1)
             total += _output_positions(op) * per_output
-        elif op.type in ("MatMul", "BatchMatMulV2"):
+        elif op.type in ("MatMul", "BatchMatMulV2") and not _is_channel_shuffle(op):
             a = op.inputs[0].shape
             inner = a[-2] if op.get_attr("transpose_a" if op.type == "MatMul" else "adj_x") else a[-1]
             total += int(np.prod(op.outputs[0].shape)) * inner
     return int(total)
+
+
+def _is_channel_shuffle(op):
+    """Whether a MatMul is `ops.channel_shuffle`'s (named so; TensorFlow appends _1, _2 to repeated names)."""
+    name = op.name.rsplit("/", 1)[-1]
+    return name == ops.layers.SHUFFLE_MATMUL_NAME or name.startswith(ops.layers.SHUFFLE_MATMUL_NAME + "_")
 
 
 def _output_positions(conv_op):
