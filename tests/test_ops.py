@@ -218,6 +218,10 @@ def test_channel_shuffle_matches_nchw_reference_exactly_with_its_gradient(channe
         y = ops.channel_shuffle(x_tensor, groups, by_matmul)
     dx = tape.gradient(y, x_tensor, output_gradients=tf.cast(tf.constant(dy), dtype))
     assert y.dtype == dx.dtype == dtype
+    traced = tf.function(lambda t: ops.channel_shuffle(t, groups, by_matmul)).get_concrete_function(x_tensor)
+    kinds = {op.type for op in traced.graph.get_operations()}
+    by_product = by_matmul and channels <= ops.layers.SHUFFLE_BY_MATMUL_CHANNELS
+    assert ("MatMul" in kinds, "Transpose" in kinds) == (by_product, not by_product)
     np.testing.assert_array_equal(tf.cast(y, tf.float32).numpy(), nchw_shuffle(x))
     np.testing.assert_array_equal(nchw_shuffle(tf.cast(dx, tf.float32).numpy()), dy)  # dx: dy unshuffled
 
