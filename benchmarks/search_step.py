@@ -5,7 +5,7 @@
     python benchmarks/search_step.py --config=nb201_k4    # one
     python benchmarks/search_step.py --config=nb201_k4 --graph_nodes   # the train-step graph's size only
     python benchmarks/search_step.py --config=nb201_k4 --mixed_precision=mixed_bfloat16
-    python benchmarks/search_step.py --config=darts_c16_l8_k4 --recompute_cells
+    python benchmarks/search_step.py --config=darts_c16_l8_k4 --recompute_cells=first_stage
 
 Synthetic 32x32 images, batch 64 for each of the two halves, architecture updates on; medians over
 `--iterations` after 3 warm-up iterations. `peak_rss_mb` is the process's peak resident memory,
@@ -70,7 +70,7 @@ def peak_gpu_mb():
     return round(tf.config.experimental.get_memory_info("GPU:0")["peak"] / 2**20, 1)
 
 
-def build(name, batch_size, recompute_cells=False):
+def build(name, batch_size, recompute_cells="none"):
     """(searcher with arch updates on, supernet, a ((x_t, y_t), (x_v, y_v)) synthetic batch) of a configuration."""
     import numpy as np
     import tensorflow as tf
@@ -109,7 +109,7 @@ def graph_nodes(name, batch_size):
 
 
 def measure(name, iterations, batch_size, jit_compile=False, intra_op_threads=0, inter_op_threads=0,
-            disable_graph_optimizer=False, mixed_precision="float32", recompute_cells=False, keep_freed_memory=False,
+            disable_graph_optimizer=False, mixed_precision="float32", recompute_cells="none", keep_freed_memory=False,
             graph_optimization="auto", train_only=False, keep_trace_graph=False):
     import contextlib
 
@@ -194,8 +194,8 @@ def main():
                              "--noreturn_freed_memory)")
     parser.add_argument("--train_only", action="store_true",
                         help="no inference: time and memory of the search iteration alone, as the reference's")
-    parser.add_argument("--recompute_cells", action="store_true",
-                        help="recompute the search cells in the backward pass (not with the unrolled config)")
+    parser.add_argument("--recompute_cells", choices=["none", "first_stage", "all"], default="none",
+                        help="search cells recomputed in the backward pass (not with the unrolled config)")
     parser.add_argument("--keep_trace_graph", action="store_true",
                         help="call the train step as a plain tf.function, which keeps the Python graph of its "
                              "trace (the search calls it through its runtime function: drnas_tf/runtime_call.py)")
@@ -209,7 +209,7 @@ def main():
         lean_import.import_tensorflow()  # as the entry points do
     if not args.config:
         for name in DEFAULT_CONFIGS:  # a fresh process each, so peak memory is the configuration's own
-            if args.recompute_cells and CONFIGS[name].get("unrolled"):
+            if args.recompute_cells != "none" and CONFIGS[name].get("unrolled"):
                 continue  # the second-order gradient refuses recomputed cells
             subprocess.run([sys.executable, __file__, f"--config={name}", *sys.argv[1:]], check=True)
         return

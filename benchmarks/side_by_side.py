@@ -2,6 +2,7 @@
 
     .venv/bin/python benchmarks/side_by_side.py --reference_python=TORCH_VENV/bin/python --reference_dir=PATH
     .venv/bin/python benchmarks/side_by_side.py ... --before_dir=PATH/TO/AN/OLDER/CHECKOUT   # before and after
+    .venv/bin/python benchmarks/side_by_side.py ... --ours_flags=--recompute_cells=first_stage   # an option's
 
 For each configuration and round, the reference's iteration (benchmarks/reference_step.py, under a Python with
 PyTorch) and then ours (benchmarks/search_step.py --train_only: no inference, as the reference runs none) run in
@@ -40,6 +41,8 @@ def main():
     parser.add_argument("--iterations", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=1, help="reference-then-ours runs per configuration")
     parser.add_argument("--before_dir", help="another checkout of drnas_tf, timed after ours in each round")
+    parser.add_argument("--ours_flags", default="", help="more search_step.py flags for ours (space-separated), "
+                        "e.g. --recompute_cells=first_stage; not passed to --before_dir's")
     args = parser.parse_args()
     if args.before_dir:
         before_script = os.path.join(args.before_dir, "benchmarks", "search_step.py")
@@ -53,7 +56,8 @@ def main():
                                              f"--reference_dir={args.reference_dir}", f"--config={name}",
                                              f"--iterations={args.iterations}"]))
             results["ours"].append(run([sys.executable, os.path.join(HERE, "search_step.py"), f"--config={name}",
-                                        f"--iterations={args.iterations}", "--train_only"]))
+                                        f"--iterations={args.iterations}", "--train_only",
+                                        *args.ours_flags.split()]))
             if args.before_dir:
                 results["before"].append(run([sys.executable, before_script, f"--config={name}",
                                               f"--iterations={args.iterations}", *before_options]))

@@ -112,6 +112,7 @@ def check_depth_flags(space, what, **given):
 NETWORK_SETTINGS = ("init_channels", "layers", "cells_per_stage", "nb201_bypass", "image_size")
 NAN_POLICIES = ("stop", "skip_batch")  # what a NaN or Inf loss does (runtime.py)
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")  # Keras dtype policies of --mixed_precision
+RECOMPUTE_CELLS = ("none", "first_stage", "all")  # --recompute_cells: supernet.base.Supernet.recomputes
 GRAPH_OPTIMIZATIONS = ("auto", "quick", "full")  # --graph_optimization: runtime.configure_graph_optimization
 STRATEGIES = ("auto", "mirrored", "multi_worker")  # --strategy: distributed.make_strategy
 
@@ -128,8 +129,8 @@ class Execution:
             good checkpoint stays the one resumed; "skip_batch": steps with a non-finite gradient are skipped
             and counted as skipped_steps in the epoch's logs.
         jit_compile: compile the train step with XLA (one device only).
-        recompute_cells: (search) compute each search cell again in the backward pass instead of keeping its
-            activations: less memory, more time, the same numbers.
+        recompute_cells: (search) which search cells are computed again in the backward pass instead of
+            keeping their activations (RECOMPUTE_CELLS): less memory, more time, the same numbers.
         return_freed_memory: hand freed heap pages back to the OS during each epoch's first step
             (runtime.ReturnFreedMemory): a lower peak RSS.
         deterministic: TensorFlow op determinism on top of the seeded data and draws.
@@ -142,7 +143,7 @@ class Execution:
     checkpoint_every_steps: int = 0
     nan_policy: str = "stop"
     jit_compile: bool = False
-    recompute_cells: bool = False
+    recompute_cells: str = "none"
     return_freed_memory: bool = True
     deterministic: bool = False
     mixed_precision: str = "float32"
@@ -155,6 +156,8 @@ class Execution:
             raise ValueError(f"--nan_policy={self.nan_policy!r} must be one of: {', '.join(NAN_POLICIES)}")
         if self.mixed_precision not in PRECISIONS:
             raise ValueError(f"--mixed_precision={self.mixed_precision!r} must be one of: {', '.join(PRECISIONS)}")
+        if self.recompute_cells not in RECOMPUTE_CELLS:
+            raise ValueError(f"--recompute_cells={self.recompute_cells!r} must be one of: {', '.join(RECOMPUTE_CELLS)}")
         if self.graph_optimization not in GRAPH_OPTIMIZATIONS:
             raise ValueError(f"--graph_optimization={self.graph_optimization!r} must be one of: "
                              f"{', '.join(GRAPH_OPTIMIZATIONS)}")

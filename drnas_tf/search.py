@@ -65,9 +65,11 @@ flags.DEFINE_integer("seed", None, "Seed of initialisation, data order, sampling
 flags.DEFINE_integer("steps_per_epoch", None, "Cap on steps per epoch, for short runs (default: all).")
 flags.DEFINE_bool("unrolled", None, "Second-order (one-step unrolled) architecture gradient of DARTS; the "
                   "default first-order one is the paper's setting.")
-flags.DEFINE_bool("recompute_cells", False, "Keep only each search cell's inputs for the backward pass and "
-                  "compute the cell again there (gradient checkpointing): less memory, more time, the same "
-                  "results (docs/performance.md). Not with --unrolled.")
+flags.DEFINE_enum("recompute_cells", "none", list(config_lib.RECOMPUTE_CELLS), "Search cells that keep only "
+                  "their inputs for the backward pass and compute their forward again there (gradient "
+                  "checkpointing): none; first_stage, the cells before the first reduction, whose activations are "
+                  "the largest; or all. Less memory, more time, the same results (docs/performance.md). Only none "
+                  "with --unrolled.")
 flags.DEFINE_integer("checkpoint_every_steps", 0, "Also checkpoint every this many steps inside an epoch "
                      "(0: at epoch ends only); a resumed run continues from the step.")
 flags.DEFINE_integer("num_gpus", -1, "GPUs to use with MirroredStrategy (-1: all visible; none: CPU).")

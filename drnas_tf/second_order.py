@@ -12,16 +12,17 @@ from drnas_tf import optim
 FINITE_DIFFERENCE_SCALE = 1e-2  # DARTS: r = 0.01 / ||dL_val/dw'||
 
 
-def check_unrolled(unrolled, compute_dtype, recompute_cells=False):
+def check_unrolled(unrolled, compute_dtype, recompute_cells="none"):
     """Refuses what the second-order gradient does not support: a float16 compute dtype (its finite-difference
     step is not loss-scaled) and recomputed cells (it runs the supernet statelessly, with weight values that a
     recomputation inside the backward pass would not see)."""
     if unrolled and compute_dtype == "float16":
         raise ValueError("--unrolled does not support --mixed_precision=mixed_float16 (its finite-difference "
                          "step is not loss-scaled); use --mixed_precision=mixed_bfloat16 or float32")
-    if unrolled and recompute_cells:
-        raise ValueError("--unrolled does not support --recompute_cells (the second-order gradient runs the "
-                         "supernet with virtual weights that a recomputed cell would not see); drop one of them")
+    if unrolled and recompute_cells != "none":
+        raise ValueError(f"--unrolled does not support --recompute_cells={recompute_cells} (the second-order "
+                         "gradient runs the supernet with virtual weights that a recomputed cell would not see); "
+                         "use --recompute_cells=none")
 
 
 def arch_gradients(searcher, images, labels, train_images, train_labels):

@@ -49,8 +49,10 @@ CASES = [
     ("drnas_tf.search", [*SMALL_NB201, "--checkpoint_every_steps=-1"], "--checkpoint_every_steps must be 0 or positive", 2),
     ("drnas_tf.search", [*SMALL_NB201, "--unrolled", "--mixed_precision=mixed_float16"],
      "--unrolled does not support --mixed_precision=mixed_float16", 2),
-    ("drnas_tf.search", [*SMALL_NB201, "--unrolled", "--recompute_cells"],
-     "--unrolled does not support --recompute_cells", 2),
+    ("drnas_tf.search", [*SMALL_NB201, "--unrolled", "--recompute_cells=all"],
+     "--unrolled does not support --recompute_cells=all", 2),
+    ("drnas_tf.search", [*SMALL_NB201, "--recompute_cells=some"],
+     "flag --recompute_cells=some: value should be one of", FLAG_PARSING),
     ("drnas_tf.search", [*SMALL_NB201, "--intra_op_threads=-1"],
      "--intra_op_threads must be 0 (TensorFlow's default) or positive, got -1", 2),
     # NAS-Bench-201 analysis.

@@ -62,7 +62,7 @@ def test_short_digits_search_end_to_end(tmp_path):
     model_dir = str(tmp_path / "run")
     flags = ["--search_space=nb201", "--dataset=digits", f"--model_dir={model_dir}", "--init_channels=8",
              "--cells_per_stage=1", "--ks=2,1", "--num_keeps=5,3", "--stage_epochs=1,1", "--arch_warmup_epochs=0",
-             "--steps_per_epoch=3", "--progress=0", "--trajectory_samples=10", "--recompute_cells",
+             "--steps_per_epoch=3", "--progress=0", "--trajectory_samples=10", "--recompute_cells=first_stage",
              f"--nb201_benchmark={write_table(tmp_path / 'nb201.jsonl')}"]  # recomputed cells: through both stages
     result = run_module("drnas_tf.search", *flags)
     assert result.returncode == 0, result.stderr[-3000:]

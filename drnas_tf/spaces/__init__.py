@@ -69,7 +69,7 @@ def build_network(genotype, num_classes, **settings):
 
 
 def build_supernet(space, num_classes, *, init_channels, k, stem="cifar", masks=None, method="dirichlet",
-                   recompute_cells=False, **settings):
+                   recompute_cells="none", **settings):
     """The supernet of search space `space` (a name or a spaces.SearchSpace), built by the space.
 
     settings: the space's depth (its depth_flag, `layers` or `cells_per_stage`) and its network_options

@@ -72,7 +72,7 @@ class SearchSpace:
         library has already checked that k divides C, 2C and 4C."""
 
     def build_supernet(self, num_classes, *, init_channels, depth, k, stem="cifar", masks=None,
-                       method="dirichlet", recompute_cells=False, **network_options):
+                       method="dirichlet", recompute_cells="none", **network_options):
         """The supernet (a supernet.Supernet) with every variable built."""
         raise NotImplementedError
 

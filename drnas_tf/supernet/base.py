@@ -12,6 +12,7 @@ import tensorflow as tf
 from drnas_tf import ops, relaxations
 
 STEMS = ("cifar", "imagenet")
+RECOMPUTE_CELLS = ("none", "first_stage", "all")  # the search cells recomputed in the backward pass
 ARCH_INIT_STDDEV = 1e-3  # eta = 1e-3 * N(0, 1), so beta = elu(eta) + 1 is about 1 (docs/method.md §1.2)
 
 
@@ -24,9 +25,11 @@ class Supernet(keras.Model):
         masks: {arch tensor name: bool [edges, ops]}, false marks pruned operations; None keeps all.
         method: the relaxation: a relaxations.Relaxation, or a registered name (relaxations.names()) built
             with `relaxation_options` over the space's and its own defaults.
-        recompute_cells: in training, keep only each search cell's inputs for the backward pass and compute
-            the cell's forward again there (gradient checkpointing): less memory, more time, the same
-            numbers (docs/performance.md). Not supported by `stateless_call` (the unrolled gradient).
+        recompute_cells: which search cells, in training, keep only their inputs for the backward pass and
+            compute their forward again there (gradient checkpointing): "none", "first_stage" (the cells
+            before the first reduction, at the stem's resolution, whose activations are the largest) or "all".
+            Less memory, more time, the same numbers (docs/performance.md). Not supported by
+            `stateless_call` (the unrolled gradient).
 
     Called as `supernet(images, training, seed=None, edge_weights=None)`: one pass with mixing weights drawn
     by `edge_weights(seed)`, or with the given draw (a dict like the one `edge_weights` returns).
@@ -34,10 +37,12 @@ class Supernet(keras.Model):
 
     space = None  # the spaces.SearchSpace, set by subclasses
 
-    def __init__(self, num_classes, k, masks=None, method="dirichlet", recompute_cells=False,
+    def __init__(self, num_classes, k, masks=None, method="dirichlet", recompute_cells="none",
                  relaxation_options=None, **kwargs):
         super().__init__(**kwargs)
-        self.num_classes, self.k, self.recompute_cells = num_classes, k, bool(recompute_cells)
+        if recompute_cells not in RECOMPUTE_CELLS:
+            raise ValueError(f"recompute_cells={recompute_cells!r} must be one of: {', '.join(RECOMPUTE_CELLS)}")
+        self.num_classes, self.k, self.recompute_cells = num_classes, k, recompute_cells
         self.relaxation = (method if isinstance(method, relaxations.Relaxation) else relaxations.create(
             method, self.space.relaxation_defaults.get(method), **(relaxation_options or {})))
         shapes = self.space.arch_shapes
@@ -103,9 +108,25 @@ class Supernet(keras.Model):
         """The anchor regulariser on the architecture parameters (relaxations.regularization_loss)."""
         return relaxations.regularization_loss(self.arch_variables, reg_type, reg_scale)
 
+    def first_stage_cells(self):
+        """The search cells before the first layer that reduces the resolution: a reduction cell (`reduction`
+        true) or any other block between the search cells (NB201's residual blocks)."""
+        first = []
+        for cell in self.cells:
+            if getattr(cell, "reduction", True):
+                break
+            first.append(cell)
+        return first
+
+    def recomputes(self, cell):
+        """Whether `recompute_cells` recomputes the search cell `cell` in training."""
+        if self.recompute_cells == "first_stage":
+            return any(cell is first for first in self.first_stage_cells())
+        return self.recompute_cells == "all"
+
     def run_cell(self, cell, *inputs, training=False):
-        """cell(*inputs), recomputed in the backward pass when training with `recompute_cells`."""
-        if not (training and self.recompute_cells):
+        """cell(*inputs), recomputed in the backward pass when training if `recompute_cells` says so."""
+        if not (training and self.recomputes(cell)):
             return cell(*inputs, training=training)
         passes = 0
 

@@ -129,7 +129,7 @@ class ToySpace(spaces.SearchSpace):
         return ops.ReLUConvBN(channels, channels, 3, stride, 1, 1, affine, name=name)
 
     def build_supernet(self, num_classes, *, init_channels, depth, k, stem="cifar", masks=None,
-                       method="dirichlet", recompute_cells=False):
+                       method="dirichlet", recompute_cells="none"):
         return ToySupernet(num_classes, init_channels, depth, k, masks, method, recompute_cells=recompute_cells)
 
     def build_network(self, genotype, num_classes, *, init_channels=None, depth=None, stem=None, auxiliary=None,

@@ -59,7 +59,7 @@ class DartsSpace(SearchSpace):
                              f"(--init_channels={init_channels}); FactorizedReduce needs it even")
 
     def build_supernet(self, num_classes, *, init_channels, depth, k, stem="cifar", masks=None,
-                       method="dirichlet", recompute_cells=False):
+                       method="dirichlet", recompute_cells="none"):
         from drnas_tf.spaces.darts.supernet import DartsSupernet
 
         return DartsSupernet(num_classes, init_channels, depth, k, masks, method, stem, recompute_cells)

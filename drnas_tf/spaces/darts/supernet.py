@@ -81,7 +81,7 @@ class DartsSupernet(Supernet):
     space = SPACE
 
     def __init__(self, num_classes, init_channels=16, layers=8, k=4, masks=None, method="dirichlet",
-                 stem="cifar", recompute_cells=False, **kwargs):
+                 stem="cifar", recompute_cells="none", **kwargs):
         super().__init__(num_classes, k, masks, method, recompute_cells, **kwargs)
         if stem not in STEMS:
             raise ValueError(f"unknown stem {stem!r}; expected one of: {', '.join(STEMS)}")

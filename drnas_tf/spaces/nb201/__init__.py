@@ -47,7 +47,7 @@ class Nb201Space(SearchSpace):
         return candidates.make_op(name, channels, stride, affine)
 
     def build_supernet(self, num_classes, *, init_channels, depth, k, stem="cifar", masks=None,
-                       method="dirichlet", recompute_cells=False, nb201_bypass="sum"):
+                       method="dirichlet", recompute_cells="none", nb201_bypass="sum"):
         from drnas_tf.spaces.nb201.supernet import Nb201Supernet
 
         if stem != "cifar":

@@ -25,6 +25,8 @@ class Nb201SearchCell(ops.ComposedLayer):
         bypass: "sum" (reference) or "mean".
     """
 
+    reduction = False  # keeps the resolution; the residual blocks between stages reduce it
+
     def __init__(self, channels, k, mask, bypass="sum", **kwargs):
         super().__init__(**kwargs)
         if bypass not in BYPASS_MODES:
@@ -74,7 +76,7 @@ class Nb201Supernet(Supernet):
     space = SPACE
 
     def __init__(self, num_classes, init_channels=16, cells_per_stage=5, k=4, masks=None, method="dirichlet",
-                 bypass="sum", recompute_cells=False, **kwargs):
+                 bypass="sum", recompute_cells="none", **kwargs):
         super().__init__(num_classes, k, masks, method, recompute_cells, **kwargs)
         self.init_channels, self.cells_per_stage, self.bypass = init_channels, cells_per_stage, bypass
         self.stem = blocks.ConvBN(3, init_channels, 3, 1, 1, name="stem")
