@@ -176,6 +176,8 @@ def measure(name, iterations, batch_size, jit_compile=False, intra_op_threads=0,
 
 
 def main():
+    from drnas_tf import config  # imports no TensorFlow, which lean_import must import first
+
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", choices=sorted(CONFIGS), help="one configuration (default: all)")
     parser.add_argument("--iterations", type=int, default=10)
@@ -194,7 +196,7 @@ def main():
                              "--noreturn_freed_memory)")
     parser.add_argument("--train_only", action="store_true",
                         help="no inference: time and memory of the search iteration alone, as the reference's")
-    parser.add_argument("--recompute_cells", choices=["none", "first_stage", "all"], default="none",
+    parser.add_argument("--recompute_cells", choices=config.RECOMPUTE_CELLS, default="none",
                         help="search cells recomputed in the backward pass (not with the unrolled config)")
     parser.add_argument("--keep_trace_graph", action="store_true",
                         help="call the train step as a plain tf.function, which keeps the Python graph of its "
