@@ -136,12 +136,15 @@ def define_execution_flags(run):
                       "same numbers up to float32 rounding); 'full' is TensorFlow's default; 'auto' is quick "
                       "without a GPU and full with one (docs/performance.md).")
     flags.DEFINE_bool("jit_compile", False, "Compile the train step with XLA. One device only (XLA cannot "
-                      "compile MirroredStrategy's cross-replica step); slower than the default on CPU "
-                      "(docs/performance.md).")
+                      "compile MirroredStrategy's cross-replica step), not with --deterministic; slower than the "
+                      "default on CPU (docs/performance.md).")
 
 
-def run(main, program):
+def run(main, program, before_tensorflow=None):
     """Runs an absl `main`; an error exits non-zero with one line `PROGRAM: error: ...` on stderr.
+
+    before_tensorflow: None, or a function of no arguments called once the flags are parsed and before
+    TensorFlow starts: for settings TensorFlow reads once, when it starts (XLA's flags).
 
     Library code raises ValueError with a one-line message that names the flag or file at fault (exit 2). An
     OSError (disk full, permissions) or a TensorFlow runtime error (out of memory) also gives one line (exit 1),
@@ -150,6 +153,8 @@ def run(main, program):
     """
 
     def guarded(argv):
+        if before_tensorflow is not None:
+            before_tensorflow()
         lean_import.import_tensorflow()  # before any module of the entry point's main imports TensorFlow
         release_startup_stderr()
         verbose = flags.FLAGS.verbose

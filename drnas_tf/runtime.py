@@ -99,11 +99,16 @@ def configure_precision(policy):
     return keras.mixed_precision.dtype_policy().compute_dtype
 
 
-def check_jit_compile(jit_compile, strategy):
-    """XLA compiles a one-device step only: refuse --jit_compile under a multi-replica strategy."""
+def check_jit_compile(jit_compile, strategy, deterministic=False):
+    """Refuses --jit_compile where no step would be compiled with XLA: under a multi-replica strategy (XLA
+    compiles a one-device step only) and with --deterministic (Keras compiles nothing with XLA under TensorFlow's
+    op determinism, silently)."""
     if jit_compile and strategy.num_replicas_in_sync > 1:
         raise ValueError(f"--jit_compile needs one device, but the run has {strategy.num_replicas_in_sync} "
                          "replicas (XLA cannot compile MirroredStrategy's step); pass --num_gpus=1 or drop it")
+    if jit_compile and deterministic:
+        raise ValueError("--jit_compile does nothing with --deterministic (Keras turns XLA off under TensorFlow's "
+                         "op determinism); drop one of them")
 
 
 def configure_determinism(seed, deterministic):

@@ -70,6 +70,9 @@ flags.DEFINE_enum("recompute_cells", "none", list(config_lib.RECOMPUTE_CELLS), "
                   "checkpointing): none; first_stage, the cells before the first reduction, whose activations are "
                   "the largest; or all. Less memory, more time, the same results (docs/performance.md). Only none "
                   "with --unrolled.")
+flags.DEFINE_string("xla_cache_dir", None, "With --jit_compile: where XLA's compiled steps are kept, so that a "
+                    "resumed or repeated search loads them instead of compiling again (default: xla_cache in "
+                    "--model_dir; empty: no cache; docs/performance.md).")
 flags.DEFINE_integer("checkpoint_every_steps", 0, "Also checkpoint every this many steps inside an epoch "
                      "(0: at epoch ends only); a resumed run continues from the step.")
 flags.DEFINE_integer("num_gpus", -1, "GPUs to use with MirroredStrategy (-1: all visible; none: CPU).")
@@ -108,7 +111,7 @@ def main(argv):
     second_order.check_unrolled(config.arch.unrolled, runtime.configure(execution, config.seed),
                                 execution.recompute_cells)
     strategy = distributed.make_strategy(FLAGS.strategy, FLAGS.num_gpus)
-    runtime.check_jit_compile(execution.jit_compile, strategy)
+    runtime.check_jit_compile(execution.jit_compile, strategy, execution.deterministic)
     name = config.network.dataset
     data = config.data
     parts = None if name == "imagenet" else search_parts(name, data.data_dir, data.train_portion, data.download)
@@ -132,6 +135,27 @@ def main(argv):
     print(f"written to {record_path}")
 
 
+XLA_CACHE_FLAG = "--tf_xla_persistent_cache_directory"
+
+
+def configure_xla_cache():
+    """Under --jit_compile, turns on XLA's persistent compilation cache in --xla_cache_dir (default: xla_cache
+    in --model_dir): each step XLA compiles is written there, and a later process that compiles the same step,
+    a resumed search say, loads it instead of compiling it again.
+
+    TensorFlow reads TF_XLA_FLAGS once, when it starts, so this runs before (cli.run's before_tensorflow). A
+    cache directory the user set in TF_XLA_FLAGS is kept. An entry is looked up by the step function's name and
+    argument shapes and used only if the XLA program it was compiled from equals the new one, so a stale entry
+    costs a compilation, never a wrong result; the step's function is named by its content
+    (runtime_call.register_by_content) for the names to match across processes."""
+    if not (FLAGS.jit_compile and FLAGS.model_dir) or FLAGS.xla_cache_dir == "":
+        return
+    directory = os.path.abspath(FLAGS.xla_cache_dir or os.path.join(FLAGS.model_dir, "xla_cache"))
+    settings = os.environ.get("TF_XLA_FLAGS", "")
+    if XLA_CACHE_FLAG not in settings:
+        os.environ["TF_XLA_FLAGS"] = f"{settings} {XLA_CACHE_FLAG}={directory}".strip()
+
+
 def print_top_operations(record_path):
     """Prints each edge's top operation and runner-up with their probabilities: how decided the search is."""
     from drnas_tf import outputs
@@ -147,4 +171,4 @@ def print_top_operations(record_path):
 
 
 if __name__ == "__main__":
-    cli.run(main, "drnas_tf.search")
+    cli.run(main, "drnas_tf.search", before_tensorflow=configure_xla_cache)

@@ -89,14 +89,17 @@ class Searcher(keras.Model):
         """Keras's train function, except for one step per call on a tf.data iterator outside tf.distribute,
         the search's case: there the step is a tf.function called through its runtime function
         (runtime_call.RuntimeFunction), so the Python graph of its trace is freed before the first call
-        optimises and runs it. The step is Keras's: `train_step` traced without autograph, with `jit_compile`."""
+        optimises and runs it. The step is Keras's: `train_step` traced without autograph, with `jit_compile`;
+        under jit_compile the function called is named by its content, for XLA's persistent compilation cache
+        (runtime.configure_xla_cache)."""
         if self.train_function is not None and not force:
             return self.train_function
         super().make_train_function(force=True)
         if self.run_eagerly or self.steps_per_execution != 1:
             return self.train_function
         keras_function = self.train_function
-        step = runtime_call.RuntimeFunction(self.train_step, autograph=False, jit_compile=self.jit_compile)
+        step = runtime_call.RuntimeFunction(self.train_step, content_names=bool(self.jit_compile), autograph=False,
+                                            jit_compile=self.jit_compile)
 
         def train_function(iterator):
             if tf.distribute.has_strategy() or not isinstance(iterator, tf.data.Iterator):

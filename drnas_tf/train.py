@@ -76,7 +76,7 @@ def main(argv):
     execution = config_lib.Execution.from_flags(FLAGS)
     runtime.configure(execution, config.seed)
     strategy = distributed.make_strategy(FLAGS.strategy, FLAGS.num_gpus)
-    runtime.check_jit_compile(execution.jit_compile, strategy)
+    runtime.check_jit_compile(execution.jit_compile, strategy, execution.deterministic)
     results = train_task.run_train(config, FLAGS.model_dir, flags_text=FLAGS.flags_into_string(), strategy=strategy,
                                    execution=execution)
     print(f"test top-1 {results['test_top1']:.4f} top-5 {results['test_top5']:.4f} on {config.network.dataset} "

@@ -51,6 +51,8 @@ CASES = [
      "--unrolled does not support --mixed_precision=mixed_float16", 2),
     ("drnas_tf.search", [*SMALL_NB201, "--unrolled", "--recompute_cells=all"],
      "--unrolled does not support --recompute_cells=all", 2),
+    ("drnas_tf.search", [*SMALL_NB201, "--jit_compile", "--deterministic"],
+     "--jit_compile does nothing with --deterministic", 2),
     ("drnas_tf.search", [*SMALL_NB201, "--recompute_cells=some"],
      "flag --recompute_cells=some: value should be one of", FLAG_PARSING),
     ("drnas_tf.search", [*SMALL_NB201, "--intra_op_threads=-1"],

@@ -1,5 +1,6 @@
 """A tf.function called through its runtime function: the same results, one trace per signature, the Python
-graph of the trace freed, and the search's train function equal to Keras's bit for bit. Dropping the eager
+graph of the trace freed, and the search's train function equal to Keras's bit for bit. Names made from a
+function's content tell functions apart and do not depend on what the process traced before. Dropping the eager
 kernel cache frees what creating variables cached."""
 
 import ctypes
@@ -94,6 +95,40 @@ def test_search_train_function_equals_keras_and_keeps_no_trace():
         np.testing.assert_array_equal(mine, keras_value)
     assert ours_traces == theirs_traces == 1  # the partial last batch ran on the same trace
     assert ours_graphs == 0 and theirs_graphs >= 1
+
+
+def test_content_names_tell_functions_apart_and_run_them():
+    def scaled(factor):
+        return RuntimeFunction(lambda x: x * factor, content_names=True)
+
+    signature = (tf.TensorSpec([], tf.float32),)
+    two, three, two_again = scaled(2.0), scaled(3.0), scaled(2.0)
+    assert [float(f(tf.constant(1.5))) for f in (two, three, two_again)] == [3.0, 4.5, 3.0]
+    names = [f.trace(signature).function_name for f in (two, three, two_again)]
+    assert names[0] == names[2] != names[1] and "_content_" in names[0]
+
+
+def step_name_and_loss(content_names, traces_before):
+    """The name of the function a fresh search step calls, and its loss on one batch, after `traces_before`
+    unrelated traces. A second call in one process also finds the Dirichlet sampler traced already."""
+    for i in range(traces_before):
+        tf.function(lambda x, i=i: x + i).get_concrete_function(tf.TensorSpec([], tf.float32))
+    keras.utils.set_random_seed(0)
+    searcher = Searcher(Nb201Supernet(10, 8, 1, 2), arch_learning_rate=0.05, weight_learning_rate=0.1, seed=0)
+    searcher.compile(optimizer=searcher.weight_optimizer)
+    searcher.set_arch_updates(True)
+    data = batches(1)
+    step = RuntimeFunction(searcher.train_step, content_names=content_names, autograph=False)
+    call = step.trace((data.element_spec,))
+    return call.function_name, float(call(next(iter(data)))["loss"])
+
+
+def test_a_search_steps_content_name_does_not_depend_on_earlier_traces_and_it_computes_the_same():
+    name, loss = step_name_and_loss(True, 0)
+    assert "train_step_content_" in name
+    assert step_name_and_loss(True, 5) == (name, loss)
+    plain_name, plain_loss = step_name_and_loss(False, 0)
+    assert plain_loss == loss and "_content_" not in plain_name
 
 
 def malloc_in_use():

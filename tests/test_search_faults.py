@@ -1,13 +1,14 @@
 """Faults and repeatability of `python -m drnas_tf.search` as a user runs it: --deterministic runs repeat bit for
-bit, and a search killed with SIGKILL at any point and re-run with the same command ends where an uninterrupted
-run ends."""
+bit, a search killed with SIGKILL at any point and re-run with the same command ends where an uninterrupted
+run ends, and under --jit_compile the re-run loads its compiled steps from XLA's cache."""
 
+import glob
 import json
 import os
 
 import pytest
 
-from cli_harness import after_checkpoint, after_first_epoch, kill_when, mid_epoch, run_module
+from cli_harness import after_checkpoint, after_first_epoch, kill_when, mid_epoch, run_module, saved_state
 
 SEARCH_FLAGS = ["--search_space=nb201", "--dataset=digits", "--init_channels=8", "--cells_per_stage=1",
                 "--ks=2,1", "--num_keeps=5,3", "--stage_epochs=1,1", "--arch_warmup_epochs=0",
@@ -49,3 +50,25 @@ def test_sigkill_then_rerun_equals_an_uninterrupted_run(reference, tmp_path, kil
     resumed = run_search(model_dir)
     assert resumed["arch_parameters"] == reference["arch_parameters"]
     assert resumed["text"] == reference["text"]
+
+
+@pytest.mark.slow
+def test_a_jit_compile_search_resumed_in_stage_2_loads_its_compiled_step_from_the_xla_cache(tmp_path):
+    """Killed once stage 2's first step is checkpointed, and re-run: the new process traces stage 2's step
+    first, after other traces than the killed process made (stage 1's, the Dirichlet sampler's), yet finds
+    the step XLA compiled for it in --model_dir's xla_cache and writes no entry again."""
+    model_dir = str(tmp_path / "run")
+    flags = [*[flag for flag in SEARCH_FLAGS if flag != "--deterministic"], "--jit_compile", f"--model_dir={model_dir}"]
+
+    def stage_2_stepped(directory):
+        state = saved_state(directory)
+        return state if state and (state["epoch"], state["step"]) == (1, 1) else None
+
+    assert kill_when("drnas_tf.search", flags, model_dir, stage_2_stepped)
+    entries = {path: os.stat(path).st_mtime_ns for path in glob.glob(os.path.join(model_dir, "xla_cache", "*"))}
+    assert len(entries) == 2, entries  # stage 1's step and stage 2's
+    resumed = run_module("drnas_tf.search", *flags)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert json.load(open(os.path.join(model_dir, "genotype.json")))["arch_steps"] == 6
+    assert {path: os.stat(path).st_mtime_ns for path in glob.glob(os.path.join(model_dir, "xla_cache", "*"))} \
+        == entries

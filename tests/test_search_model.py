@@ -271,11 +271,14 @@ def test_xla_compiled_step_takes_the_same_step():
         np.testing.assert_allclose(compiled, default, rtol=1e-4, atol=1e-5)
 
 
-def test_xla_is_refused_with_more_than_one_replica():
+def test_xla_is_refused_where_no_step_would_be_compiled():
     runtime.check_jit_compile(True, tf.distribute.get_strategy())
     runtime.check_jit_compile(False, two_cpus())
     with pytest.raises(ValueError, match="--jit_compile needs one device, but the run has 2 replicas"):
         runtime.check_jit_compile(True, two_cpus())
+    with pytest.raises(ValueError, match="--jit_compile does nothing with --deterministic"):
+        runtime.check_jit_compile(True, tf.distribute.get_strategy(), deterministic=True)
+    runtime.check_jit_compile(False, tf.distribute.get_strategy(), deterministic=True)
 
 
 def test_recomputed_cells_are_refused_by_the_unrolled_gradient():

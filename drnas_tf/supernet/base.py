@@ -39,7 +39,10 @@ class Supernet(keras.Model):
 
     def __init__(self, num_classes, k, masks=None, method="dirichlet", recompute_cells="none",
                  relaxation_options=None, **kwargs):
-        super().__init__(**kwargs)
+        # One name for every instance, not Keras's numbered ones: the names of a traced step's ops then do not
+        # depend on how many supernets the process built before, so that XLA's persistent compilation cache
+        # finds a resumed run's step (runtime_call.register_by_content).
+        super().__init__(**{"name": f"{self.space.name}_supernet", **kwargs})
         if recompute_cells not in RECOMPUTE_CELLS:
             raise ValueError(f"recompute_cells={recompute_cells!r} must be one of: {', '.join(RECOMPUTE_CELLS)}")
         self.num_classes, self.k, self.recompute_cells = num_classes, k, recompute_cells
