@@ -493,3 +493,16 @@ def test_same_pooling_equals_symmetric_padding_at_stride_1(size):
     np.testing.assert_allclose(ops.avg_pool(x, 3, 1, padding=1).numpy(), expected_avg.numpy(), atol=1e-6)
     expected_max = tf.nn.max_pool2d(ops.pad_spatial(x, 1, 1, 1, 1, value=-1e9), 3, 1, "VALID")
     np.testing.assert_allclose(ops.max_pool(x, 3, 1, padding=1).numpy(), expected_max.numpy())
+
+
+def test_grouped_convolution_gradients_says_whether_tensorflow_computes_one_here():
+    x = tf.random.stateless_normal([2, 5, 5, 6], seed=[0, 1])
+    kernel = tf.random.stateless_normal([1, 1, 3, 4], seed=[0, 2])  # 6 input channels, 3 per group: grouped
+    try:
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = tf.nn.conv2d(x, kernel, 1, "VALID")
+        computed = tape.gradient(y, x).shape == x.shape
+    except tf.errors.InvalidArgumentError:  # "Gradients for grouped convolutions are not supported on CPU"
+        computed = False
+    assert ops.operations.grouped_convolution_gradients() == computed

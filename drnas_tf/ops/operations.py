@@ -7,6 +7,8 @@ weight. Operations that end in BatchNorm fold it into the normalisation (`batch_
 gradient keeps no copy of their output (docs/performance.md).
 """
 
+import functools
+
 import keras
 import tensorflow as tf
 
@@ -114,14 +116,39 @@ class DilConv(ComposedLayer):
         else:
             x = keras.ops.depthwise_conv(x, depthwise, first.stride, first.depthwise.padding,
                                          dilation_rate=first.dilation)
-        pointwise = tf.concat([tf.cast(tf.convert_to_tensor(b.pointwise.kernel), x.dtype) for b in blocks], axis=3)
-        y = tf.nn.conv2d(x, pointwise, 1, "VALID")  # input channels len(blocks) x the kernel's: grouped
+        pointwise = [tf.cast(tf.convert_to_tensor(b.pointwise.kernel), x.dtype) for b in blocks]
+        grouped = GROUPED_POINTWISE if GROUPED_POINTWISE is not None else grouped_convolution_gradients()
+        if len(blocks) == 1 or grouped:
+            y = tf.nn.conv2d(x, tf.concat(pointwise, axis=3), 1, "VALID")  # input channels len(blocks) x the kernel's
+        else:
+            y = tf.concat([tf.nn.conv2d(part, kernel, 1, "VALID")
+                           for part, kernel in zip(tf.split(x, len(blocks), axis=-1), pointwise)], axis=-1)
         return batch_norm_together([b.bn for b in blocks], y, training, output_scales)
 
     def get_config(self):
         return {**super().get_config(), "channels_in": self.channels_in, "channels_out": self.channels_out,
                 "kernel_size": self.kernel_size, "stride": self.stride, "padding": self.padding,
                 "dilation": self.dilation, "affine": self.affine}
+
+
+# How DilConv.stacked runs its blocks' pointwise convolutions: None, as one grouped convolution where TensorFlow
+# can differentiate one (grouped_convolution_gradients) and one convolution per block elsewhere; False, one
+# per block everywhere.
+GROUPED_POINTWISE = None
+
+
+@functools.cache
+def grouped_convolution_gradients():
+    """Whether TensorFlow computes a grouped convolution's gradient here: on a GPU, and on a CPU only with its
+    oneDNN kernels (TF_ENABLE_ONEDNN_OPTS), which it turns on by default only on some x86 CPUs; its other CPU
+    kernel refuses the gradient of a grouped convolution."""
+    if tf.config.list_logical_devices("GPU"):
+        return True
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+    except ImportError:
+        return False
+    return bool(_pywrap_util_port.IsMklEnabled())
 
 
 def strided_dilated_depthwise(x, kernel, stride):
