@@ -114,7 +114,7 @@ def register_by_content(atomic):
     functions, pending = {}, [atomic]
     while pending:
         function = pending.pop()
-        name = _as_str(function.name)
+        name = tf.compat.as_str(function.name)
         if name not in functions:
             functions[name] = function.definition
             pending.extend(getattr(function, "children", ()))
@@ -137,7 +137,7 @@ def register_by_content(atomic):
             copies[name] = definition
         return copies[name]
 
-    return copy(_as_str(atomic.name)).signature.name.encode()  # bytes, as call_function takes
+    return copy(tf.compat.as_str(atomic.name)).signature.name.encode()  # bytes, as call_function takes
 
 
 def _drop_trace_numbers(definition, name):
@@ -171,10 +171,6 @@ def _rename_functions(value, rename):
         function.name = rename(function.name)
         for inner in function.attr.values():
             _rename_functions(inner, rename)
-
-
-def _as_str(name):
-    return name.decode() if isinstance(name, bytes) else name
 
 
 def _drop_cached_graphs(atomic):
