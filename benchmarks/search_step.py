@@ -205,9 +205,10 @@ def main():
                         help="import TensorFlow as a plain `import tensorflow` does, with the optional "
                              "integrations the entry points leave out (drnas_tf/lean_import.py)")
     args = parser.parse_args()
-    if args.config and not args.plain_import:
-        from drnas_tf import lean_import
+    from drnas_tf import lean_import
 
+    lean_import.prefer_onednn()  # as the entry points do, with --plain_import too
+    if args.config and not args.plain_import:
         lean_import.import_tensorflow()  # as the entry points do
     if not args.config:
         for name in DEFAULT_CONFIGS:  # a fresh process each, so peak memory is the configuration's own

@@ -1,4 +1,9 @@
-"""TensorFlow, Keras and TensorFlow Probability imported without the optional parts drnas_tf never uses.
+"""TensorFlow, Keras and TensorFlow Probability imported as the entry points want them: with TensorFlow's oneDNN
+CPU kernels on, and without the optional parts drnas_tf never uses.
+
+TensorFlow turns its oneDNN kernels on by default only on x86 CPUs with AVX-512 VNNI (or BF16, AMX). On other
+CPUs a search step takes 2-2.5 times as long without them (docs/performance.md), so `import_tensorflow` turns them
+on unless TF_ENABLE_ONEDNN_OPTS is already set; TensorFlow reads it once, when it loads.
 
 When they are installed, `import tensorflow` also imports scikit-learn (for Keras's scikit-learn wrappers),
 matplotlib (Keras's image gallery), SciPy (legacy Keras's sparse-input check) and h5py (legacy Keras's HDF5
@@ -10,9 +15,17 @@ process, which is why only entry points and benchmarks call it, never a module a
 """
 
 import contextlib
+import os
 import sys
 
 HIDDEN_WHILE_IMPORTING = ("sklearn", "matplotlib", "scipy", "h5py")
+ONEDNN_VARIABLE = "TF_ENABLE_ONEDNN_OPTS"
+
+
+def prefer_onednn():
+    """Turns TensorFlow's oneDNN CPU kernels on for this process unless the environment already chose (the
+    user's TF_ENABLE_ONEDNN_OPTS=0 is kept). It has effect only before TensorFlow loads."""
+    os.environ.setdefault(ONEDNN_VARIABLE, "1")
 
 
 class _Hide:
@@ -39,13 +52,14 @@ def _hidden(names):
 
 
 def import_tensorflow():
-    """Imports TensorFlow, Keras and TensorFlow Probability's distributions with HIDDEN_WHILE_IMPORTING hidden;
-    returns TensorFlow. A no-op where TensorFlow is already imported: its optional imports have happened then.
+    """Imports TensorFlow, Keras and TensorFlow Probability's distributions with oneDNN preferred
+    (`prefer_onednn`) and HIDDEN_WHILE_IMPORTING hidden; returns TensorFlow. A no-op where TensorFlow is already imported: its optional imports have happened then.
 
     TensorFlow Probability comes first: imported after TensorFlow, it also loads its `experimental` and `layers`
     packages at once (for SavedModels that hold its objects), which drnas_tf does not use.
     """
     if "tensorflow" not in sys.modules:
+        prefer_onednn()
         with _hidden(HIDDEN_WHILE_IMPORTING):
             import tensorflow_probability  # noqa: F401
             import keras  # noqa: F401

@@ -1,4 +1,8 @@
-"""Test-wide setup: quiet TensorFlow's C++ logging, and two logical CPU devices for distribution tests.
+"""Test-wide setup: quiet TensorFlow's C++ logging, oneDNN as the entry points have it, and two logical CPU devices
+for distribution tests.
+
+Tests compare entry-point runs (subprocesses, which inherit this environment) with runs in this process, so
+this process turns TensorFlow's oneDNN kernels on as the entry points do (drnas_tf/lean_import.py).
 
 The logical devices must be configured before TensorFlow initialises its devices, so it happens here, once,
 before any test module runs an op. Single-device code still runs on /cpu:0 only.
@@ -7,6 +11,10 @@ before any test module runs an op. Single-device code still runs on /cpu:0 only.
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from drnas_tf import lean_import  # noqa: E402  (imports no TensorFlow)
+
+lean_import.prefer_onednn()
 
 import tensorflow as tf  # noqa: E402
 

@@ -140,8 +140,9 @@ GROUPED_POINTWISE = None
 @functools.cache
 def grouped_convolution_gradients():
     """Whether TensorFlow computes a grouped convolution's gradient here: on a GPU, and on a CPU only with its
-    oneDNN kernels (TF_ENABLE_ONEDNN_OPTS), which it turns on by default only on some x86 CPUs; its other CPU
-    kernel refuses the gradient of a grouped convolution."""
+    oneDNN kernels, which the entry points turn on unless TF_ENABLE_ONEDNN_OPTS=0 (drnas_tf/lean_import.py) and
+    TensorFlow alone turns on only on some x86 CPUs; its other CPU kernel refuses the gradient of a grouped
+    convolution."""
     if tf.config.list_logical_devices("GPU"):
         return True
     try:
