@@ -34,9 +34,11 @@ quickstart-compare: install
 
 # pytest-xdist processes for the suite, each test file in one of them (its module fixtures built once). Much of
 # a test's time is single-threaded (tracing, graph optimisation, starting Python), so two processes pay even
-# on two cores; TEST_WORKERS=0 runs the suite in this process.
+# on two cores; TEST_WORKERS=0 runs the suite in this process. The files go out in tests/conftest.py's order,
+# those holding slow tests first, not xdist's default of the files with the most tests first, which left the
+# few long end-to-end files for last and one process working alone at the end.
 TEST_WORKERS ?= 2
-PYTEST_PARALLEL := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist=loadfile)
+PYTEST_PARALLEL := $(if $(filter 0,$(TEST_WORKERS)),,-n $(TEST_WORKERS) --dist=loadfile --no-loadscope-reorder)
 
 # The whole suite, slow tests included (what CI runs), and its 15 slowest tests.
 test: install browser
