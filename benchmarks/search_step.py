@@ -207,7 +207,7 @@ def main():
     args = parser.parse_args()
     from drnas_tf import lean_import
 
-    lean_import.prefer_onednn()  # as the entry points do, with --plain_import too
+    lean_import.prefer_onednn()  # with --plain_import too: only the optional imports differ
     if args.config and not args.plain_import:
         lean_import.import_tensorflow()  # as the entry points do
     if not args.config:

@@ -2,7 +2,7 @@
 CPU kernels on, and without the optional parts drnas_tf never uses.
 
 TensorFlow turns its oneDNN kernels on by default only on x86 CPUs with AVX-512 VNNI (or BF16, AMX). On other
-CPUs a search step takes 2-2.5 times as long without them (docs/performance.md), so `import_tensorflow` turns them
+CPUs a search step takes 1.7-2.5 times as long without them (docs/performance.md), so `import_tensorflow` turns them
 on unless TF_ENABLE_ONEDNN_OPTS is already set; TensorFlow reads it once, when it loads.
 
 When they are installed, `import tensorflow` also imports scikit-learn (for Keras's scikit-learn wrappers),
@@ -53,7 +53,8 @@ def _hidden(names):
 
 def import_tensorflow():
     """Imports TensorFlow, Keras and TensorFlow Probability's distributions with oneDNN preferred
-    (`prefer_onednn`) and HIDDEN_WHILE_IMPORTING hidden; returns TensorFlow. A no-op where TensorFlow is already imported: its optional imports have happened then.
+    (`prefer_onednn`) and HIDDEN_WHILE_IMPORTING hidden; returns TensorFlow. A no-op where TensorFlow is already
+    imported: its optional imports have happened then.
 
     TensorFlow Probability comes first: imported after TensorFlow, it also loads its `experimental` and `layers`
     packages at once (for SavedModels that hold its objects), which drnas_tf does not use.

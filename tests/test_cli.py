@@ -91,7 +91,7 @@ def test_an_entry_point_imports_tensorflow_without_them():
 
 def test_an_entry_point_turns_onednn_on_unless_the_environment_chose():
     """TensorFlow leaves its oneDNN kernels off by default on CPUs without AVX-512 VNNI, where a search step then
-    takes 2-2.5 times as long; the entry points turn them on, and keep a TF_ENABLE_ONEDNN_OPTS the user set."""
+    takes 1.7-2.5 times as long; the entry points turn them on, and keep a TF_ENABLE_ONEDNN_OPTS the user set."""
     args = ["drnas_tf.summary", "--search_space=nb201", "--dataset=digits", "--init_channels=8", "--cells_per_stage=1"]
     script = ("import atexit, runpy, sys\n"
               "def report():\n"
