@@ -28,6 +28,17 @@ def prefer_onednn():
     os.environ.setdefault(ONEDNN_VARIABLE, "1")
 
 
+def onednn_kernels_on():
+    """Whether this process's TensorFlow runs its oneDNN CPU kernels (loads TensorFlow if needed). They differ
+    from its other CPU kernels in more than speed: only they differentiate a grouped convolution, and their ReLU
+    maps NaN to 0."""
+    try:
+        from tensorflow.python.util import _pywrap_util_port
+    except ImportError:  # a TensorFlow built without the query
+        return False
+    return bool(_pywrap_util_port.IsMklEnabled())
+
+
 class _Hide:
     """A meta path finder under which importing one of `names` (or a submodule) fails as if it were absent."""
 

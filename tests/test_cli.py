@@ -95,8 +95,8 @@ def test_an_entry_point_turns_onednn_on_unless_the_environment_chose():
     args = ["drnas_tf.summary", "--search_space=nb201", "--dataset=digits", "--init_channels=8", "--cells_per_stage=1"]
     script = ("import atexit, runpy, sys\n"
               "def report():\n"
-              "    from tensorflow.python.util import _pywrap_util_port\n"
-              "    print('onednn', _pywrap_util_port.IsMklEnabled())\n"
+              "    from drnas_tf import lean_import\n"
+              "    print('onednn', lean_import.onednn_kernels_on())\n"
               "atexit.register(report)\n"
               f"sys.argv = {args!r}\n"
               "runpy.run_module('drnas_tf.summary', run_name='__main__', alter_sys=True)\n")

@@ -13,11 +13,10 @@ import matplotlib
 import numpy as np
 import pytest
 import tensorflow as tf
-from tensorflow.python.util import _pywrap_util_port
 from tensorboard.backend.event_processing import event_accumulator
 
 from benchmark_table import synthetic_results, write_table
-from drnas_tf import config as config_lib, search_task
+from drnas_tf import config as config_lib, lean_import, search_task
 from drnas_tf.config import Execution
 from drnas_tf.spaces import nb201, parse_genotype
 from drnas_tf.spaces.nb201 import nas_bench as benchmark
@@ -301,7 +300,7 @@ def poisoned_data(epoch):
 
 def test_nan_loss_stops_the_run_and_keeps_the_last_good_checkpoint(tmp_path):
     model_dir = str(tmp_path / "run")
-    first_bad = "loss, valid_loss at step 3" if _pywrap_util_port.IsMklEnabled() else "loss at step 2"  # oneDNN's ReLU
+    first_bad = "loss, valid_loss at step 3" if lean_import.onednn_kernels_on() else "loss at step 2"  # oneDNN's ReLU
     with pytest.raises(ValueError, match=rf"non-finite {first_bad} of epoch 2; stopped, the last good "
                                          r"checkpoint \(.*ckpt-4\) is kept"):
         search_task.run_search(tiny_config(), model_dir, poisoned_data,

@@ -12,6 +12,7 @@ import functools
 import keras
 import tensorflow as tf
 
+from drnas_tf import lean_import
 from drnas_tf.ops.batch_norm import batch_norm, batch_norm_together
 from drnas_tf.ops.layers import (ComposedLayer, conv2d, depthwise_conv2d, every_nth_pixel, pad_spatial,
                                   same_is_symmetric)
@@ -143,13 +144,7 @@ def grouped_convolution_gradients():
     oneDNN kernels, which the entry points turn on unless TF_ENABLE_ONEDNN_OPTS=0 (drnas_tf/lean_import.py) and
     TensorFlow alone turns on only on some x86 CPUs; its other CPU kernel refuses the gradient of a grouped
     convolution."""
-    if tf.config.list_logical_devices("GPU"):
-        return True
-    try:
-        from tensorflow.python.util import _pywrap_util_port
-    except ImportError:
-        return False
-    return bool(_pywrap_util_port.IsMklEnabled())
+    return bool(tf.config.list_logical_devices("GPU")) or lean_import.onednn_kernels_on()
 
 
 def strided_dilated_depthwise(x, kernel, stride):
