@@ -3,7 +3,8 @@ CPU kernels on, and without the optional parts drnas_tf never uses.
 
 TensorFlow turns its oneDNN kernels on by default only on x86 CPUs with AVX-512 VNNI (or BF16, AMX). On other
 CPUs a search step takes 1.7-2.5 times as long without them (docs/performance.md), so `import_tensorflow` turns them
-on unless TF_ENABLE_ONEDNN_OPTS is already set; TensorFlow reads it once, when it loads.
+on unless TF_ENABLE_ONEDNN_OPTS is already set; TensorFlow reads it once, when it loads. `onednn_kernels_on`
+says whether they run, for the code whose behaviour depends on it.
 
 When they are installed, `import tensorflow` also imports scikit-learn (for Keras's scikit-learn wrappers),
 matplotlib (Keras's image gallery), SciPy (legacy Keras's sparse-input check) and h5py (legacy Keras's HDF5
