@@ -1,9 +1,12 @@
-"""Gradients recorded on the gradient tape under a name registered once, in place of tf.custom_gradient.
+"""Gradients recorded on the gradient tape under a name registered once, in place of tf.custom_gradient;
+among them, computations whose backward pass makes their intermediate tensors again (`recomputed`).
 
 In graph mode tf.custom_gradient registers a new gradient for every call in TensorFlow's global gradient
 registry, and that entry keeps the traced function's graph alive after the function is dropped: every
 search step traced before a stage boundary or the end of a warm-up would stay in memory (docs/method.md §15).
 """
+
+import functools
 
 _REGISTERED = set()
 
@@ -18,3 +21,25 @@ def record(name, gradient, inputs, outputs):
         tf.RegisterGradient(name)(gradient)
         _REGISTERED.add(name)
     tf.__internal__.record_gradient(name, list(inputs), (), list(outputs))
+
+
+def recomputed(name, forward, inputs):
+    """forward(*inputs), whose gradient runs forward again from the inputs in the backward pass, so that the
+    backward pass keeps only the inputs and not the tensors forward makes on the way (gradient checkpointing of
+    a few ops). Recorded under `name`, which must name the computation: forward with its parameters."""
+    import tensorflow as tf
+    output = forward(*[tf.stop_gradient(t) for t in inputs])
+    record(name, functools.partial(_recomputed_gradient, forward), inputs, [output])
+    return output
+
+
+def _recomputed_gradient(forward, op, gradient):
+    import tensorflow as tf
+    # Inputs that exist only once the gradient does: grappler can neither run the recomputation in the forward
+    # pass nor merge it with the forward's ops (the two would be alike but for this control input).
+    with tf.control_dependencies([gradient]):
+        inputs = [tf.identity(t) for t in op.inputs]
+    with tf.GradientTape() as tape:
+        tape.watch(inputs)
+        output = forward(*inputs)
+    return tape.gradient(output, inputs, output_gradients=gradient)

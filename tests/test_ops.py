@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from drnas_tf import ops
+from tensorflow.python.eager import context
+
+from drnas_tf import ops, tape_gradient
 from drnas_tf.spaces import darts, get_space, nb201
 from layer_harness import check_layer, random_images
 
@@ -506,3 +508,70 @@ def test_grouped_convolution_gradients_says_whether_tensorflow_computes_one_here
     except tf.errors.InvalidArgumentError:  # "Gradients for grouped convolutions are not supported on CPU"
         computed = False
     assert ops.operations.grouped_convolution_gradients() == computed
+
+
+def test_recomputed_has_the_analytic_gradient():
+    """tape_gradient.recomputed(forward) differentiates forward by running it again in the backward pass: for
+    y = [x, x] * w (x tiled twice), dy/dx sums w's two halves times the output gradient and dy/dw is [x, x] times
+    it, eagerly and traced."""
+    x, w = tf.constant([1.0, 2.0, 3.0]), tf.constant([0.5, -1.0, 2.0, 4.0, 0.25, -3.0])
+    dy = tf.constant([1.0, 2.0, 3.0, -1.0, 0.5, 2.0])
+
+    def forward(a, b):
+        return tf.tile(a, [2]) * b
+
+    def gradients():
+        with tf.GradientTape() as tape:
+            tape.watch([x, w])
+            y = tape_gradient.recomputed("TestTiledProduct", forward, [x, w])
+        return [y] + tape.gradient(y, [x, w], output_gradients=dy)
+
+    expected = [np.tile(x, 2) * w, w[:3] * dy[:3] + w[3:] * dy[3:], np.tile(x, 2) * dy]
+    for computed in (gradients(), tf.function(gradients)()):
+        for a, b in zip(computed, expected):
+            np.testing.assert_array_equal(a.numpy(), b)
+
+
+@pytest.mark.parametrize("kernel_size,stride,padding,dilation", [(3, 1, 2, 2), (5, 2, 4, 2), (3, 2, 1, 1)])
+def test_stacked_depthwise_keeps_only_the_relu_output_for_the_backward_pass(kernel_size, stride, padding, dilation):
+    """DilConv blocks run together convolve copies of their ReLU output side by side, padded, through
+    space-to-batch where dilated or subsampled where strided: the same outputs and gradients as TensorFlow's ops
+    differentiated as they are, but the backward pass makes the copies and the rest again from the ReLU output
+    (tape_gradient.recomputed) instead of keeping them. In the graph grappler optimised (TensorFlow's run
+    metadata) the made-again Tile stays apart from the forward pass's, and the convolution made again is pruned."""
+    blocks = [ops.DilConv(3, 3, kernel_size, stride, padding, dilation, affine=False, name=f"b{i}") for i in range(3)]
+    x = random_images(8, 8, channels=3, batch=2)
+    for block in blocks:
+        block(x)
+    kernels = [block.depthwise.kernel for block in blocks]
+    dy = tf.random.stateless_normal([2, 8 // stride, 8 // stride, 9], seed=[5, 6])
+    forward_ops = set()
+
+    def gradients(depthwise):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            y = depthwise(tf.nn.relu(x))
+        forward_ops.update(tf.compat.v1.get_default_graph().get_operations())
+        return [y] + tape.gradient(y, [x] + kernels, output_gradients=dy)
+
+    def theirs(relu):
+        padded = ops.pad_spatial(tf.tile(relu, [1, 1, 1, 3]), *[blocks[0].explicit_padding] * 4)
+        return keras.ops.depthwise_conv(padded, tf.concat([tf.convert_to_tensor(k) for k in kernels], axis=2),
+                                        stride, blocks[0].depthwise.padding, dilation_rate=dilation)
+
+    ours = tf.function(lambda: gradients(lambda relu: ops.DilConv.depthwise_on_copies(blocks, relu, copies=3)))
+    context.context().enable_run_metadata()  # the first call optimises the graph
+    computed = ours()
+    metadata = context.context().export_run_metadata()
+    context.context().disable_run_metadata()
+    for a, b in zip(computed, gradients(theirs)):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-6, atol=1e-6)
+    graph = ours.get_concrete_function().graph
+    backward = [op for op in graph.get_operations() if op.name.startswith("gradient_tape/")]
+    assert {t.op.type for op in backward for t in op.inputs  # the activations it keeps (not the [k, k, 9, 1] kernel)
+            if t.op in forward_ops and t.shape.rank == 4 and t.shape[-1] > 1} == {"Relu"}
+    # The traced function's graph as grappler left it: the largest of those run (eager ops run as functions too).
+    optimised = max(([node.op for partition in function.partition_graphs for node in partition.node]
+                     for function in metadata.function_graphs), key=len)
+    assert optimised.count("Tile") == 2
+    assert sum(kind.endswith("DepthwiseConv2dNative") for kind in optimised) == 1

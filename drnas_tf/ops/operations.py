@@ -12,7 +12,7 @@ import functools
 import keras
 import tensorflow as tf
 
-from drnas_tf import lean_import
+from drnas_tf import lean_import, tape_gradient
 from drnas_tf.ops.batch_norm import batch_norm, batch_norm_together
 from drnas_tf.ops.layers import (ComposedLayer, conv2d, depthwise_conv2d, every_nth_pixel, pad_spatial,
                                   same_is_symmetric)
@@ -84,12 +84,25 @@ class DilConv(ComposedLayer):
         self.bn = batch_norm(affine, channels_out, name="bn")
 
     def call(self, x, training=False, output_scale=None):
-        x = pad_spatial(tf.nn.relu(x), *[self.explicit_padding] * 4)
-        if self.subsamples_first():
-            x = strided_dilated_depthwise(x, self.depthwise.kernel, self.stride)
-        else:
-            x = self.depthwise(x)
+        x = self.depthwise_on_copies([self], tf.nn.relu(x))
         return self.bn(self.pointwise(x), training=training, output_scale=output_scale)
+
+    @staticmethod
+    def depthwise_on_copies(blocks, x, copies=1):
+        """The blocks' depthwise convolutions (their kernels side by side) on `copies` copies of x side by side,
+        padded as the blocks pad: x is the blocks' ReLU output, which the backward pass keeps anyway. Where the
+        convolution's input is more than x (copies, padding, a dilation's space-to-batch or a stride's
+        subsampling), the backward pass makes that input again from x instead of keeping it
+        (`tape_gradient.recomputed`; docs/performance.md)."""
+        first = blocks[0]
+        kernel = tf.concat([tf.cast(tf.convert_to_tensor(b.depthwise.kernel), x.dtype) for b in blocks], axis=2)
+        forward = functools.partial(_depthwise_on_copies, copies, first.stride, first.dilation,
+                                    first.depthwise.padding, first.explicit_padding, first.subsamples_first())
+        if copies == 1 and first.dilation == 1 and not first.explicit_padding:
+            return forward(x, kernel)  # the input is x itself: nothing to make again
+        name = (f"DrnasDepthwiseOnCopies_{copies}_{first.stride}_{first.dilation}_{first.depthwise.padding}"
+                f"_{first.explicit_padding}")
+        return tape_gradient.recomputed(name, forward, [x, kernel])
 
     def subsamples_first(self):
         """Whether the strided, dilated depthwise convolution runs as `strided_dilated_depthwise`: where the
@@ -100,23 +113,18 @@ class DilConv(ComposedLayer):
     def together(blocks, x, training=False, output_scales=None):
         """DilConv blocks of one shape on the same input x, as one block on len(blocks) copies of x side by
         side (`stacked`): the same numbers as each block on x, in fewer, wider ops. One output per block."""
-        x = tf.tile(x, [1, 1, 1, len(blocks)])
-        return tf.split(DilConv.stacked(blocks, x, training, output_scales), len(blocks), axis=-1)
+        y = DilConv.stacked(blocks, x, training, output_scales, copies=len(blocks))
+        return tf.split(y, len(blocks), axis=-1)
 
     @staticmethod
-    def stacked(blocks, x, training=False, output_scales=None):
-        """DilConv blocks of one shape, block i on channels [i * C, (i + 1) * C) of x: one depthwise convolution
-        with their kernels side by side, one grouped pointwise convolution (group i has block i's kernel), one BN.
-        The output holds block i's on its channels [i * C_out, (i + 1) * C_out).
+    def stacked(blocks, x, training=False, output_scales=None, copies=1):
+        """DilConv blocks of one shape, block i on channels [i * C, (i + 1) * C) of x, or of `copies` copies
+        of x side by side: one depthwise convolution with their kernels side by side, one grouped pointwise
+        convolution (group i has block i's kernel), one BN. The output holds block i's on its channels
+        [i * C_out, (i + 1) * C_out).
         """
         first = blocks[0]
-        x = pad_spatial(tf.nn.relu(x), *[first.explicit_padding] * 4)
-        depthwise = tf.concat([tf.cast(tf.convert_to_tensor(b.depthwise.kernel), x.dtype) for b in blocks], axis=2)
-        if first.subsamples_first():
-            x = strided_dilated_depthwise(x, depthwise, first.stride)
-        else:
-            x = keras.ops.depthwise_conv(x, depthwise, first.stride, first.depthwise.padding,
-                                         dilation_rate=first.dilation)
+        x = DilConv.depthwise_on_copies(blocks, tf.nn.relu(x), copies)
         pointwise = [tf.cast(tf.convert_to_tensor(b.pointwise.kernel), x.dtype) for b in blocks]
         grouped = GROUPED_POINTWISE if GROUPED_POINTWISE is not None else grouped_convolution_gradients()
         if len(blocks) == 1 or grouped:
@@ -157,6 +165,16 @@ def strided_dilated_depthwise(x, kernel, stride):
     return tf.nn.depthwise_conv2d(every_nth_pixel(x, stride), kernel, [1, 1, 1, 1], "VALID")
 
 
+def _depthwise_on_copies(copies, stride, dilation, padding, explicit_padding, subsamples_first, x, kernel):
+    """DilConv.depthwise_on_copies's forward computation."""
+    if copies > 1:
+        x = tf.tile(x, [1, 1, 1, copies])
+    x = pad_spatial(x, *[explicit_padding] * 4)
+    if subsamples_first:
+        return strided_dilated_depthwise(x, kernel, stride)
+    return keras.ops.depthwise_conv(x, kernel, stride, padding, dilation_rate=dilation)
+
+
 class SepConv(ComposedLayer):
     """Two stacked DilConv blocks without dilation; only the first is strided.
 
@@ -181,7 +199,7 @@ class SepConv(ComposedLayer):
         """SepConv blocks of one shape on the same input x, as their two DilConv halves each run stacked
         (DilConv.stacked) on len(blocks) copies of x: the same numbers as each block on x. One output per
         block."""
-        x = DilConv.stacked([b.first for b in blocks], tf.tile(x, [1, 1, 1, len(blocks)]), training)
+        x = DilConv.stacked([b.first for b in blocks], x, training, copies=len(blocks))
         x = DilConv.stacked([b.second for b in blocks], x, training, output_scales)
         return tf.split(x, len(blocks), axis=-1)
 
