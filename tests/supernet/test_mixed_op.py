@@ -174,7 +174,7 @@ def test_cells_sum_each_node_as_the_sum_of_its_shuffled_edge_outputs(k, bypass):
 # NB201: the 1x1 ReLUConvBN kept by two edges, the 3x3 by three.
 # DARTS, on a normal and a reduction edge: sep_conv_3x3 and dil_conv_5x5 kept by three edges, the other kinds by
 # two. Alone: two depthwise convolutions per SepConv, one per DilConv; together, one of each per kind (in the
-# forward pass: the backward pass computes some again, ops.recomputed). The
+# forward pass: the backward pass computes some again, tape_gradient.recomputed). The
 # max pools are shared at any width (_runs_together): one for max_pool_3x3 and, on stride 2, one for the
 # bypassed channels of all three edges.
 TOGETHER_CASES = [
