@@ -100,9 +100,9 @@ class DilConv(ComposedLayer):
                                     first.depthwise.padding, first.explicit_padding, first.subsamples_first())
         if copies == 1 and first.dilation == 1 and not first.explicit_padding:
             return forward(x, kernel)  # the input is x itself: nothing to make again
-        name = (f"DrnasDepthwiseOnCopies_{copies}_{first.stride}_{first.dilation}_{first.depthwise.padding}"
-                f"_{first.explicit_padding}")
-        return tape_gradient.recomputed(name, forward, [x, kernel])
+        # Named by forward's parameters: one registered gradient per distinct computation.
+        return tape_gradient.recomputed("DrnasDepthwiseOnCopies_" + "_".join(map(str, forward.args)), forward,
+                                        [x, kernel])
 
     def subsamples_first(self):
         """Whether the strided, dilated depthwise convolution runs as `strided_dilated_depthwise`: where the
@@ -123,7 +123,6 @@ class DilConv(ComposedLayer):
         convolution (group i has block i's kernel), one BN. The output holds block i's on its channels
         [i * C_out, (i + 1) * C_out).
         """
-        first = blocks[0]
         x = DilConv.depthwise_on_copies(blocks, tf.nn.relu(x), copies)
         pointwise = [tf.cast(tf.convert_to_tensor(b.pointwise.kernel), x.dtype) for b in blocks]
         grouped = GROUPED_POINTWISE if GROUPED_POINTWISE is not None else grouped_convolution_gradients()
