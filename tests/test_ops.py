@@ -575,3 +575,16 @@ def test_stacked_depthwise_keeps_only_the_relu_output_for_the_backward_pass(kern
                      for function in metadata.function_graphs), key=len)
     assert optimised.count("Tile") == 2
     assert sum(kind.endswith("DepthwiseConv2dNative") for kind in optimised) == 1
+
+
+def test_one_relu_per_input_inside_the_block_only():
+    x, y = tf.constant([[-1.0, 2.0]]), tf.constant([[3.0, -4.0]])
+    assert ops.layers.relu(x) is not ops.layers.relu(x)
+    with ops.one_relu_per_input():
+        first = ops.layers.relu(x)
+        assert ops.layers.relu(x) is first and ops.layers.relu(y) is not first
+        np.testing.assert_array_equal(first.numpy(), [[0.0, 2.0]])
+        with ops.one_relu_per_input():  # a block of its own, then the outer one again
+            assert ops.layers.relu(x) is not first
+        assert ops.layers.relu(x) is first
+    assert ops.layers.relu(x) is not first

@@ -1,8 +1,11 @@
 """The layer helpers every operation is built from (docs/method.md §11): PyTorch's initialisation, bias-free
 convolutions and linear layers, symmetric padding, the channel shuffle, and `ComposedLayer`, which builds its
-sublayers from channel counts without tracing `call`."""
+sublayers from channel counts without tracing `call`; the ReLU that operations reading one input share
+(`one_relu_per_input`)."""
 
+import contextlib
 import math
+import threading
 
 import keras
 import numpy as np
@@ -77,6 +80,35 @@ def dense(units_in, units_out, name=None):
     return deferred(keras.layers.Dense(
         units_out, kernel_initializer=torch_uniform(units_in), bias_initializer=torch_uniform(units_in),
         name=name), (None, units_in))
+
+
+_shared_relus = threading.local()  # per thread: MirroredStrategy traces each replica in its own
+
+
+@contextlib.contextmanager
+def one_relu_per_input():
+    """Within the block, `relu` makes one ReLU op per input tensor, however many operations ask for it.
+
+    Grappler would merge the operations' identical ReLUs in the forward pass but not their gradients: one ReLU
+    gradient per operation. With one ReLU, the gradient tape adds the operations' gradients first and runs one
+    (docs/performance.md). For the operations of the edges leaving a node, which all read its output.
+    """
+    previous = getattr(_shared_relus, "outputs", None)
+    _shared_relus.outputs = {}
+    try:
+        yield
+    finally:
+        _shared_relus.outputs = previous
+
+
+def relu(x):
+    """tf.nn.relu(x); inside `one_relu_per_input`, the same tensor for the same x."""
+    outputs = getattr(_shared_relus, "outputs", None)
+    if outputs is None:
+        return tf.nn.relu(x)
+    if x.ref() not in outputs:
+        outputs[x.ref()] = tf.nn.relu(x)
+    return outputs[x.ref()]
 
 
 def pad_spatial(x, top, bottom, left, right, value=0.0):

@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from drnas_tf import lean_import, tape_gradient
 from drnas_tf.ops.batch_norm import batch_norm, batch_norm_together
-from drnas_tf.ops.layers import (ComposedLayer, conv2d, depthwise_conv2d, every_nth_pixel, pad_spatial,
+from drnas_tf.ops.layers import (ComposedLayer, conv2d, depthwise_conv2d, every_nth_pixel, pad_spatial, relu,
                                   same_is_symmetric)
 from drnas_tf.ops.pooling import avg_pool, max_pool
 
@@ -40,7 +40,7 @@ class ReLUConvBN(ComposedLayer):
         self.bn = batch_norm(affine, channels_out, name="bn")
 
     def call(self, x, training=False, output_scale=None):
-        x = pad_spatial(tf.nn.relu(x), *[self.explicit_padding] * 4)
+        x = pad_spatial(relu(x), *[self.explicit_padding] * 4)
         return self.bn(self.conv(x), training=training, output_scale=output_scale)
 
     @staticmethod
@@ -50,7 +50,7 @@ class ReLUConvBN(ComposedLayer):
         channel), in fewer, wider ops, which pays on few channels (docs/performance.md). One output per block;
         output_scales: None or one `output_scale` per block."""
         first = blocks[0]
-        x = pad_spatial(tf.nn.relu(x), *[first.explicit_padding] * 4)
+        x = pad_spatial(relu(x), *[first.explicit_padding] * 4)
         kernel = tf.concat([tf.cast(tf.convert_to_tensor(b.conv.kernel), x.dtype) for b in blocks], axis=-1)
         y = tf.nn.conv2d(x, kernel, first.stride, first.conv.padding.upper(), dilations=first.dilation)
         return tf.split(batch_norm_together([b.bn for b in blocks], y, training, output_scales), len(blocks), axis=-1)
@@ -84,7 +84,7 @@ class DilConv(ComposedLayer):
         self.bn = batch_norm(affine, channels_out, name="bn")
 
     def call(self, x, training=False, output_scale=None):
-        x = self.depthwise_on_copies([self], tf.nn.relu(x))
+        x = self.depthwise_on_copies([self], relu(x))
         return self.bn(self.pointwise(x), training=training, output_scale=output_scale)
 
     @staticmethod
@@ -123,7 +123,7 @@ class DilConv(ComposedLayer):
         convolution (group i has block i's kernel), one BN. The output holds block i's on its channels
         [i * C_out, (i + 1) * C_out).
         """
-        x = DilConv.depthwise_on_copies(blocks, tf.nn.relu(x), copies)
+        x = DilConv.depthwise_on_copies(blocks, relu(x), copies)
         pointwise = [tf.cast(tf.convert_to_tensor(b.pointwise.kernel), x.dtype) for b in blocks]
         grouped = GROUPED_POINTWISE if GROUPED_POINTWISE is not None else grouped_convolution_gradients()
         if len(blocks) == 1 or grouped:
@@ -229,7 +229,7 @@ class FactorizedReduce(ComposedLayer):
         self.bn = batch_norm(affine, channels_out, name="bn")
 
     def call(self, x, training=False, output_scale=None):
-        x = tf.nn.relu(x)  # the stride-2 1x1 convolutions as 1x1 convolutions of every second pixel
+        x = relu(x)  # the stride-2 1x1 convolutions as 1x1 convolutions of every second pixel
         out = tf.concat([self.conv_1(every_nth_pixel(x, 2)), self.conv_2(every_nth_pixel(x, 2, 1))], axis=-1)
         return self.bn(out, training=training, output_scale=output_scale)
 

@@ -49,7 +49,8 @@ class MixedOp(ops.ComposedLayer):
         """
         partial, bypass = self.split(x)
         scales = self.output_scales(weights, partial.dtype)
-        outputs = [self.ops[j](partial, training=training, output_scale=scales[j]) for j in self.computed]
+        with ops.one_relu_per_input():
+            outputs = [self.ops[j](partial, training=training, output_scale=scales[j]) for j in self.computed]
         mixed, bypass = self.mix(outputs, bypass)
         return node_sum([(mixed, bypass)], self.k) if combine else (mixed, bypass)
 
@@ -108,8 +109,13 @@ def edges_from_one_node(edges, x, weights, training=False):
 
     An operation kind kept by several of the edges runs for all of them at once, through its class's
     `together`, where that pays (`_runs_together`): the same numbers, in fewer and wider ops. The rest runs
-    edge by edge, as MixedOp.call.
+    edge by edge, as MixedOp.call. All operations that begin with a ReLU share one (`ops.one_relu_per_input`).
     """
+    with ops.one_relu_per_input():
+        return _edges_from_one_node(edges, x, weights, training)
+
+
+def _edges_from_one_node(edges, x, weights, training):
     partial, bypass = edges[0].split(x)
     scales = [edge.output_scales(w, partial.dtype) for edge, w in zip(edges, weights)]
     outputs = [{} for _ in edges]

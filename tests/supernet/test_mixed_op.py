@@ -239,3 +239,44 @@ def test_per_block_pointwise_convolutions_equal_each_edge_alone(space, stride, k
     # one pointwise convolution per block: the same outputs, gradients and BN statistics as the edges alone.
     monkeypatch.setattr(operations, "GROUPED_POINTWISE", False)
     test_edges_leaving_a_node_together_equal_each_edge_alone(space, stride, k, mask, op_counts, monkeypatch)
+
+
+# Three edges leaving one node, every kind kept, and the ReLU gradients of the edges alone (MixedOp.call shares
+# one ReLU within an edge) and together. NB201 at k=1, where no operation runs together: one per edge alone
+# (6 together without the shared ReLU: two per edge). DARTS at k=4, where each kind runs together: SepConv's
+# second halves have their own ReLU, one for each kernel size (6 together without the shared ReLU: one per kind
+# and those two; 9 on stride 2, with one per edge's FactorizedReduce).
+SHARED_RELU_CASES = [("nb201", 1, 1, 3, 1), ("darts", 1, 4, 3 * (1 + 2), 1 + 2), ("darts", 2, 4, 3 * (1 + 2), 1 + 2)]
+
+
+@pytest.mark.parametrize("space,stride,k,relu_gradients_alone,relu_gradients", SHARED_RELU_CASES)
+def test_edges_leaving_a_node_share_one_relu_gradient(space, stride, k, relu_gradients_alone, relu_gradients):
+    # The operations that begin with a ReLU of the node share one: the tape adds their gradients before one
+    # ReLU gradient. The outputs and gradients are those of each edge alone, to float32 rounding.
+    channels = 16
+    module = nb201 if space == "nb201" else darts
+    x = tf.random.stateless_normal([4, 8, 8, channels], seed=[1, 2])
+    weights = [tf.random.stateless_uniform([len(module.OPS)], seed=[3, i]) for i in range(3)]
+    keras.utils.set_random_seed(0)
+    edges = [MixedOp(module.SPACE, module.OPS, [True] * len(module.OPS), channels, stride, k, name=f"edge_{i}")
+             for i in range(3)]
+    for edge, w in zip(edges, weights):
+        edge(x, w)
+
+    def traced(parts_of):
+        @tf.function
+        def run():
+            with tf.GradientTape() as tape:
+                tape.watch([x] + weights)
+                parts = parts_of()
+                loss = tf.add_n([tf.reduce_sum(tf.sin(mixed)) for mixed, _ in parts])
+            return [mixed for mixed, _ in parts], tape.gradient(loss, [x] + weights)
+        graph = run.get_concrete_function().graph
+        return run(), [op.type for op in graph.get_operations()].count("ReluGrad")
+
+    (together, gradients), relu_grads = traced(lambda: edges_from_one_node(edges, x, weights))
+    (alone, gradients_alone), relu_grads_alone = traced(
+        lambda: [edge(x, w, combine=False) for edge, w in zip(edges, weights)])
+    assert (relu_grads, relu_grads_alone) == (relu_gradients, relu_gradients_alone)
+    for a, b in zip(alone + gradients_alone, together + gradients):
+        np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-5, atol=1e-5 * max(1.0, np.abs(a.numpy()).max()))
