@@ -6,8 +6,8 @@ eps 1e-5, average pooling that excludes padding, and PyTorch's default uniform i
 paths use ceil-mode output sizes so that every branch of a reduction cell agrees on odd input sizes, where
 the reference code fails (docs/differences.md).
 
-layers.py: initialisation, convolutions, padding, the channel shuffle, ComposedLayer and the shared ReLU; batch_norm.py: the
-fused BatchNorm; pooling.py: max and average pooling; operations.py: the operations built from them.
+layers.py: initialisation, convolutions, padding, the channel shuffle, ComposedLayer and the shared ReLU;
+batch_norm.py: the fused BatchNorm; pooling.py: max and average pooling; operations.py: the operations built from them.
 """
 
 from drnas_tf.ops.batch_norm import (BN_EPSILON, BN_MOMENTUM, BatchNorm, batch_norm, batch_norm_together,
@@ -23,4 +23,5 @@ __all__ = ["BN_EPSILON", "BN_MOMENTUM", "NARROW_CHANNELS", "BatchNorm", "Compose
            "Identity", "Pool", "ReLUConvBN", "SepConv", "Zero", "avg_pool", "batch_norm", "batch_norm_together",
            "build_candidate", "build_sublayers", "ceil_mode_pad", "channel_shuffle", "conv2d", "deferred", "dense",
            "depthwise_conv2d", "every_nth_pixel", "frozen_moving_statistics", "max_pool", "one_relu_per_input",
-           "pad_spatial", "same_is_symmetric", "skip_connect", "spatial_size", "strided_dilated_depthwise", "torch_uniform"]
+           "pad_spatial", "same_is_symmetric", "skip_connect", "spatial_size", "strided_dilated_depthwise",
+           "torch_uniform"]
