@@ -252,7 +252,8 @@ SHARED_RELU_CASES = [("nb201", 1, 1, 3, 1), ("darts", 1, 4, 3 * (1 + 2), 1 + 2),
 @pytest.mark.parametrize("space,stride,k,relu_gradients_alone,relu_gradients", SHARED_RELU_CASES)
 def test_edges_leaving_a_node_share_one_relu_gradient(space, stride, k, relu_gradients_alone, relu_gradients):
     # The operations that begin with a ReLU of the node share one: the tape adds their gradients before one
-    # ReLU gradient. The outputs and gradients are those of each edge alone, to float32 rounding.
+    # ReLU gradient. The outputs and gradients are those of each edge alone, to float32 rounding (training: BN
+    # normalises with the batch's statistics in both).
     channels = 16
     module = nb201 if space == "nb201" else darts
     x = tf.random.stateless_normal([4, 8, 8, channels], seed=[1, 2])
@@ -274,9 +275,9 @@ def test_edges_leaving_a_node_share_one_relu_gradient(space, stride, k, relu_gra
         graph = run.get_concrete_function().graph
         return run(), [op.type for op in graph.get_operations()].count("ReluGrad")
 
-    (together, gradients), relu_grads = traced(lambda: edges_from_one_node(edges, x, weights))
+    (together, gradients), relu_grads = traced(lambda: edges_from_one_node(edges, x, weights, training=True))
     (alone, gradients_alone), relu_grads_alone = traced(
-        lambda: [edge(x, w, combine=False) for edge, w in zip(edges, weights)])
+        lambda: [edge(x, w, training=True, combine=False) for edge, w in zip(edges, weights)])
     assert (relu_grads, relu_grads_alone) == (relu_gradients, relu_gradients_alone)
     for a, b in zip(alone + gradients_alone, together + gradients):
         np.testing.assert_allclose(b.numpy(), a.numpy(), rtol=1e-5, atol=1e-5 * max(1.0, np.abs(a.numpy()).max()))
