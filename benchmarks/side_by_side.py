@@ -6,14 +6,14 @@
 
 For each configuration and round, the reference's iteration (benchmarks/reference_step.py, under a Python with
 PyTorch) and then ours (benchmarks/search_step.py --train_only: no inference, as the reference runs none) run in
-fresh processes, one after the other, so both see the same machine. Prints one JSON line per run, then a
-markdown table: per configuration the medians over rounds of each program's ms per iteration and peak RSS, of
-the time ratio ours / reference within a round, of the ratio of the two programs' fastest iterations in a round
-(which load from elsewhere disturbs least), and of each program's RSS growth over its own baseline (peak minus
-the resident memory once its framework is imported). Only these ratios are comparable across machines
-(docs/performance.md). With --before_dir, another checkout of this project (a git worktree at an older commit,
-say) runs its own search_step.py right after ours, and the table gains its time and ratio: a change's effect
-measured side by side too.
+fresh processes, one after the other, so both see the same machine. Prints one JSON line per run, then a markdown
+table: per configuration the medians over rounds of each program's ms per iteration and peak RSS, of the time
+ratio ours / reference within a round (and, with --rounds above 1, that ratio in each round), of the ratio of the
+two programs' fastest iterations in a round (which load from elsewhere disturbs least), and of each program's RSS
+growth over its own baseline (peak minus the resident memory once its framework is imported). Only these ratios
+are comparable across machines (docs/performance.md). With --before_dir, another checkout of this project (a git
+worktree at an older commit, say) runs its own search_step.py right after ours, and the table gains its time and
+ratio: a change's effect measured side by side too.
 """
 
 import argparse
@@ -67,10 +67,12 @@ def main():
         def median(program, key):
             return statistics.median(run[key] for run in results[program])
 
+        def ratios(program, key="train_ms_median"):
+            """The program's time / the reference's, round by round."""
+            return [run[key] / reference[key] for run, reference in zip(results[program], results["reference"])]
+
         def ratio(program, key="train_ms_median"):
-            """The median over rounds of the program's time / the reference's in the same round."""
-            return statistics.median(run[key] / reference[key] for run, reference in zip(results[program],
-                                                                                         results["reference"]))
+            return statistics.median(ratios(program, key))
 
         def growth(program):
             return statistics.median(run["peak_rss_mb"] - run["rss_baseline_mb"] for run in results[program])
@@ -79,13 +81,16 @@ def main():
                   if args.before_dir else ())
         rows.append((name, median("reference", "train_ms_median"), median("ours", "train_ms_median"), ratio("ours"),
                      ratio("ours", "train_ms_min"), median("reference", "peak_rss_mb"), median("ours", "peak_rss_mb"),
-                     growth("reference"), growth("ours"), before))
+                     growth("reference"), growth("ours"), before, ratios("ours")))
+    by_round = args.rounds > 1
     before_columns = " before ms | before ratio | before peak RSS MB |" if args.before_dir else ""
-    print("\n| configuration | reference ms | ours ms | ratio | minimum ratio | reference peak RSS MB "
-          f"| ours peak RSS MB | reference growth MB | ours growth MB |{before_columns}")
-    print("|---|---|---|---|---|---|---|---|---|" + "---|" * (3 if args.before_dir else 0))
-    for name, ref_ms, our_ms, our_ratio, min_ratio, ref_rss, our_rss, ref_growth, our_growth, before in rows:
-        line = (f"| {name} | {ref_ms:,.0f} | {our_ms:,.0f} | {our_ratio:.2f} | {min_ratio:.2f} | {ref_rss:,.0f} "
+    per_round_column = " ratio per round |" if by_round else ""
+    print(f"\n| configuration | reference ms | ours ms | ratio |{per_round_column} minimum ratio "
+          f"| reference peak RSS MB | ours peak RSS MB | reference growth MB | ours growth MB |{before_columns}")
+    print("|---|---|---|---|---|---|---|---|---|" + "---|" * ((3 if args.before_dir else 0) + by_round))
+    for name, ref_ms, our_ms, our_ratio, min_ratio, ref_rss, our_rss, ref_growth, our_growth, before, per_round in rows:
+        each = f" {' / '.join(f'{r:.2f}' for r in per_round)} |" if by_round else ""
+        line = (f"| {name} | {ref_ms:,.0f} | {our_ms:,.0f} | {our_ratio:.2f} |{each} {min_ratio:.2f} | {ref_rss:,.0f} "
                 f"| {our_rss:,.0f} | {ref_growth:,.0f} | {our_growth:,.0f} |")
         if before:
             line += f" {before[0]:,.0f} | {before[1]:.2f} | {before[2]:,.0f} |"
