@@ -13,6 +13,7 @@ ratios, with the lever over without it (below 1: the lever is faster).
 
 import argparse
 import contextlib
+import importlib
 import json
 import os
 import sys
@@ -34,8 +35,6 @@ WARMUP_CALLS = 2
 @contextlib.contextmanager
 def lever_off(lever):
     """Within the block the lever is off: its attribute holds the value that turns it off."""
-    import importlib
-
     module_name, attribute, off = LEVERS[lever]
     module = importlib.import_module(module_name)
     on = getattr(module, attribute)
