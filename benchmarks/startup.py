@@ -4,6 +4,7 @@ and on resume, through the real `python -m drnas_tf.search`.
     .venv/bin/python benchmarks/startup.py                      # the full-size CIFAR supernet on digits' images
     .venv/bin/python benchmarks/startup.py --size=small         # an NB201 supernet, for a quick look
     .venv/bin/python benchmarks/startup.py --graph_optimization=full   # the search's flag, passed on
+    .venv/bin/python benchmarks/startup.py --nokeep_traces             # the re-run traces again
 
 The search runs two one-epoch stages (k 6 -> 4 and 7 -> 4 operations for the DARTS space, as the paper's CIFAR
 schedule) of 3 steps each, with architecture updates from the start and `--checkpoint_every_steps=1`, so that
@@ -15,7 +16,8 @@ time to the first step does not depend on the data. It prints one JSON line:
 - `next_step_s`: the second step, for scale;
 - `stage_boundary_s`: the end of stage 1 to the first step of stage 2 (pruning, rebuilding, widening, tracing
   and graph optimisation again);
-- `resume_first_step_s`: the command, re-run after a SIGKILL one step into stage 2, to its first step.
+- `resume_first_step_s`: the command, re-run after a SIGKILL one step into stage 2, to its first step (it
+  loads the step the killed process traced, unless `--nokeep_traces`).
 """
 
 import argparse
@@ -63,12 +65,14 @@ def main():
     parser.add_argument("--timeout", type=float, default=1800, help="seconds to wait for each state")
     parser.add_argument("--graph_optimization", choices=["auto", "quick", "full"], default="auto",
                         help="the search's --graph_optimization")
+    parser.add_argument("--nokeep_traces", action="store_true",
+                        help="the search's --nokeep_traces: the re-run traces its step again instead of loading it")
     args = parser.parse_args()
     model_dir = tempfile.mkdtemp(prefix="startup-")
     command = [sys.executable, "-m", "drnas_tf.search", "--dataset=digits", *SIZES[args.size],
                "--stage_epochs=1,1", f"--steps_per_epoch={STEPS}", "--batch_size=64", "--arch_warmup_epochs=0",
                "--checkpoint_every_steps=1", "--progress=0", f"--graph_optimization={args.graph_optimization}",
-               f"--model_dir={model_dir}"]
+               f"--model_dir={model_dir}", "--nokeep_traces" if args.nokeep_traces else "--keep_traces"]
     start = time.monotonic()
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     first = wait_for(process, model_dir, (0, 1), args.timeout)
@@ -82,6 +86,7 @@ def main():
     resumed = wait_for(process, model_dir, (1, 2), args.timeout)
     process.wait()
     print(json.dumps({"size": args.size, "graph_optimization": args.graph_optimization,
+                      "keep_traces": not args.nokeep_traces,
                       "first_step_s": round(first - start, 1), "next_step_s": round(second - first, 1),
                       "stage_boundary_s": round(boundary - stage_end, 1),
                       "resume_first_step_s": round(resumed - start_resume, 1), "model_dir": model_dir}))

@@ -137,6 +137,8 @@ class Execution:
         mixed_precision: the Keras dtype policy of the network (PRECISIONS).
         intra_op_threads, inter_op_threads: TF's CPU thread pools (0: TensorFlow's default).
         graph_optimization: how much grappler does to each traced step (GRAPH_OPTIMIZATIONS).
+        keep_traces: (search) keep each traced train step in model_dir/traces, so that a resumed search loads it
+            instead of tracing it again (trace_store; not with jit_compile).
     """
 
     progress: int = 1
@@ -150,6 +152,7 @@ class Execution:
     intra_op_threads: int = 0
     inter_op_threads: int = 0
     graph_optimization: str = "auto"
+    keep_traces: bool = True
 
     def __post_init__(self):
         if self.nan_policy not in NAN_POLICIES:

@@ -33,10 +33,12 @@ from tensorflow.python.eager import context
 class RuntimeFunction:
     """`python_function` as a tf.function (with tf.function's `options`) called through its runtime function,
     one trace per input signature; with `content_names`, through a copy registered under a name made from its
-    content (`register_by_content`)."""
+    content (`register_by_content`). With a `store` (a trace_store.TraceStore), a trace it holds is loaded
+    instead of traced, and a new trace is written to it."""
 
-    def __init__(self, python_function, content_names=False, **options):
+    def __init__(self, python_function, content_names=False, store=None, **options):
         self._python_function, self._content_names, self._options = python_function, content_names, options
+        self._store = store  # a trace_store.TraceStore: traces are read from it and written to it
         self._calls = {}  # input signature -> callable
 
     def __call__(self, *args, signature=None):
@@ -57,7 +59,14 @@ class RuntimeFunction:
         function = tf.function(self._python_function, **self._options)
         if tf.distribute.has_strategy() or not tf.executing_eagerly():
             return function
-        call = runtime_call(function.get_concrete_function(*signature), self._content_names)
+        stored = self._store and self._store.load(signature)
+        if stored:
+            return stored
+        concrete = function.get_concrete_function(*signature)
+        if self._store:
+            self._store.save(signature, concrete)
+        call = runtime_call(concrete, self._content_names)
+        del concrete
         if call is None:
             return function
         del function
@@ -127,7 +136,7 @@ def register_by_content(atomic):
             _drop_trace_numbers(definition, name)
             for node in definition.node_def:
                 for value in node.attr.values():
-                    _rename_functions(value, lambda called: copy(called).signature.name if called in functions
+                    rename_functions(value, lambda called: copy(called).signature.name if called in functions
                                       else called)
             definition.signature.name = ""
             digest = hashlib.sha256(definition.SerializeToString(deterministic=True)).hexdigest()[:24]
@@ -160,7 +169,7 @@ def _drop_trace_numbers(definition, name):
         definition.ret[key] = renamed.get(source, source)
 
 
-def _rename_functions(value, rename):
+def rename_functions(value, rename):
     """Renames, by `rename`, the functions an AttrValue names (a function attribute, or a list of them), and
     those its functions' own attributes name."""
     kind = value.WhichOneof("value")
@@ -170,7 +179,7 @@ def _rename_functions(value, rename):
     for function in functions:
         function.name = rename(function.name)
         for inner in function.attr.values():
-            _rename_functions(inner, rename)
+            rename_functions(inner, rename)
 
 
 def _drop_cached_graphs(atomic):

@@ -73,6 +73,9 @@ flags.DEFINE_enum("recompute_cells", "none", list(config_lib.RECOMPUTE_CELLS), "
 flags.DEFINE_string("xla_cache_dir", None, "With --jit_compile: where XLA's compiled steps are kept, so that a "
                     "resumed or repeated search loads them instead of compiling again (default: xla_cache in "
                     "--model_dir; empty: no cache; docs/performance.md).")
+flags.DEFINE_bool("keep_traces", True, "Keep each traced train step in --model_dir/traces, so that a resumed "
+                  "search loads it instead of tracing it again: minutes less before its first step on a large "
+                  "supernet (docs/performance.md). Not with --jit_compile, whose steps --xla_cache_dir keeps.")
 flags.DEFINE_integer("checkpoint_every_steps", 0, "Also checkpoint every this many steps inside an epoch "
                      "(0: at epoch ends only); a resumed run continues from the step.")
 flags.DEFINE_integer("num_gpus", -1, "GPUs to use with MirroredStrategy (-1: all visible; none: CPU).")

@@ -14,7 +14,7 @@ the weights, the relaxation's draws and the losses stay float32; float16 adds dy
 import keras
 import tensorflow as tf
 
-from drnas_tf import optim, relaxations, runtime_call, second_order
+from drnas_tf import optim, relaxations, runtime_call, second_order, trace_store
 
 
 
@@ -68,6 +68,7 @@ class Searcher(keras.Model):
         self.weight_optimizer.build(supernet.weight_variables)
         self.arch_updates = False  # read when a train function is traced; see `set_arch_updates`
         self.traces = 0  # how many times train_step was traced (a Python side effect runs only then)
+        self.trace_directory, self.trace_key = None, None  # see `keep_traces`
         self.train_loss = keras.metrics.Mean(name="loss")
         self.train_accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
         self.valid_loss = keras.metrics.Mean(name="valid_loss")
@@ -85,6 +86,20 @@ class Searcher(keras.Model):
             self.train_function = None
             self.make_train_function(force=True)
 
+    def keep_traces(self, directory, key):
+        """Keeps each traced train step in `directory`, found again by `key` (JSON text of what the step depends
+        on besides this Searcher's own state: the run's settings and stage), so that a later process with the
+        same key loads it instead of tracing it (trace_store.TraceStore; not under jit_compile, whose steps XLA's
+        own cache keeps)."""
+        self.trace_directory, self.trace_key = directory, key
+        self.train_function = None
+
+    def step_variables(self):
+        """Every variable a train step may capture: the supernet's, both optimizers', the metrics' and the loss
+        scale's."""
+        return (list(self.variables) + list(self.arch_optimizer.variables) + list(self.weight_optimizer.variables)
+                + [v for metric in self.metrics for v in metric.variables] + list(self.loss_scale.variables))
+
     def make_train_function(self, force=False):
         """Keras's train function, except for one step per call on a tf.data iterator outside tf.distribute,
         the search's case: there the step is a tf.function called through its runtime function
@@ -98,8 +113,14 @@ class Searcher(keras.Model):
         if self.run_eagerly or self.steps_per_execution != 1:
             return self.train_function
         keras_function = self.train_function
+        store = None
+        if self.trace_directory and not self.jit_compile:
+            store = trace_store.TraceStore(self.trace_directory, {
+                "run": self.trace_key, "arch_updates": self.arch_updates, "supernet": self.supernet.get_config(),
+                "searcher": [self.unrolled, self.skip_nonfinite, self.reg_type, self.reg_scale, self.grad_clip,
+                             self.arch_grad_clip, self.seed, type(self.loss_scale).__name__]}, self.step_variables)
         step = runtime_call.RuntimeFunction(self.train_step, content_names=bool(self.jit_compile), autograph=False,
-                                            jit_compile=self.jit_compile)
+                                            jit_compile=self.jit_compile, store=store)
 
         def train_function(iterator):
             if tf.distribute.has_strategy() or not isinstance(iterator, tf.data.Iterator):

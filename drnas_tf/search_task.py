@@ -7,12 +7,21 @@ state carry over unchanged. The weights' cosine schedule runs across all stages.
 stage boundary too.
 """
 
+import dataclasses
+import json
+import os
+
 import numpy as np
 import tensorflow as tf
 
 from drnas_tf import optim, outputs, progressive, relaxations, run_loop, trajectory
 from drnas_tf.config import Execution
 from drnas_tf.search_model import Searcher
+
+
+TRACE_DIR = "traces"  # in the run's directory: the traced train steps (Searcher.keep_traces)
+# The execution settings that change a traced step (the others change how it runs or what is written).
+TRACED_EXECUTION = ("nan_policy", "jit_compile", "recompute_cells", "deterministic", "mixed_precision")
 
 
 def stage_of(config, epoch):
@@ -88,6 +97,7 @@ class SearchTask(run_loop.RunTask):
         self.trajectory_samples, self.execution = trajectory_samples, execution or Execution()
         self.total_epochs, self.seed = config.schedule.total_epochs, config.seed
         self.stage, self.summaries, self.genotype, self.learning_rate, self.analysis = 0, None, None, None, None
+        self.trace_directory = None
 
     def identity(self):
         network = self.config.network
@@ -98,12 +108,23 @@ class SearchTask(run_loop.RunTask):
 
     def prepare(self, out_dir, state):
         self.summaries = outputs.SearchSummaries(out_dir)
+        self.trace_directory = os.path.join(out_dir, TRACE_DIR) if self.execution.keep_traces else None
 
     def build_model(self, state, strategy):
         self.stage = state["stage"] if state else 0
         searcher = build_searcher(self.config, self.stage, state["masks"] if state else None, strategy,
                                   self.execution)
         self.genotype = searcher.supernet.genotype()
+        return self._keeping_traces(searcher)
+
+    def _keeping_traces(self, searcher):
+        """The searcher, keeping its traced steps in the run's trace directory (Searcher.keep_traces), keyed by
+        the run's settings, the stage and the execution settings that change what is traced."""
+        if self.trace_directory:
+            execution = {name: getattr(self.execution, name) for name in TRACED_EXECUTION}
+            searcher.keep_traces(self.trace_directory, json.dumps(
+                {"config": dataclasses.asdict(self.config), "stage": self.stage, "execution": execution},
+                sort_keys=True, default=repr))
         return searcher
 
     def checkpoint(self, model):
@@ -114,6 +135,7 @@ class SearchTask(run_loop.RunTask):
         stage, stage_start = stage_of(config, epoch)
         if stage != self.stage:
             model, self.stage = next_stage(config, model, stage, strategy, self.execution), stage
+            model = self._keeping_traces(model)
         model.set_arch_updates(epoch - stage_start >= config.schedule.arch_warmup_epochs)
         model.supernet.relaxation.start_epoch(epoch, config.schedule.total_epochs)
         weights, total = config.weights, config.schedule.total_epochs

@@ -1,6 +1,7 @@
 """Faults and repeatability of `python -m drnas_tf.search` as a user runs it: --deterministic runs repeat bit for
 bit, a search killed with SIGKILL at any point and re-run with the same command ends where an uninterrupted
-run ends, and under --jit_compile the re-run loads its compiled steps from XLA's cache."""
+run ends, loading the steps the killed process traced, and under --jit_compile the re-run loads its compiled
+steps from XLA's cache."""
 
 import glob
 import json
@@ -52,6 +53,28 @@ def test_sigkill_then_rerun_equals_an_uninterrupted_run(reference, tmp_path, kil
     assert resumed["text"] == reference["text"]
 
 
+def stage_2_stepped(directory):
+    state = saved_state(directory)
+    return state if state and (state["epoch"], state["step"]) == (1, 1) else None
+
+
+@pytest.mark.slow
+def test_a_search_resumed_in_stage_2_loads_its_traced_step_and_ends_as_an_uninterrupted_run(reference, tmp_path):
+    """Killed once stage 2's first step is checkpointed, and re-run: the new process loads stage 2's traced step
+    from --model_dir's traces instead of tracing it, writes no entry, and ends where the uninterrupted run ends."""
+    model_dir = str(tmp_path / "run")
+    assert kill_when("drnas_tf.search", [*SEARCH_FLAGS, f"--model_dir={model_dir}"], model_dir, stage_2_stepped)
+    entries = {path: os.stat(path).st_mtime_ns for path in glob.glob(os.path.join(model_dir, "traces", "*"))}
+    assert len(entries) == 4, entries  # stage 1's step and stage 2's, each a .pb and a .json
+    resumed = run_module("drnas_tf.search", *SEARCH_FLAGS, f"--model_dir={model_dir}")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert resumed.stdout.count("loaded the traced step") == 1
+    assert {path: os.stat(path).st_mtime_ns for path in glob.glob(os.path.join(model_dir, "traces", "*"))} \
+        == entries
+    record = json.load(open(os.path.join(model_dir, "genotype.json")))
+    assert record["arch_parameters"] == reference["arch_parameters"] and record["arch_steps"] == 6
+
+
 @pytest.mark.slow
 def test_a_jit_compile_search_resumed_in_stage_2_loads_its_compiled_step_from_the_xla_cache(tmp_path):
     """Killed once stage 2's first step is checkpointed, and re-run: the new process traces stage 2's step
@@ -59,11 +82,6 @@ def test_a_jit_compile_search_resumed_in_stage_2_loads_its_compiled_step_from_th
     the step XLA compiled for it in --model_dir's xla_cache and writes no entry again."""
     model_dir = str(tmp_path / "run")
     flags = [*[flag for flag in SEARCH_FLAGS if flag != "--deterministic"], "--jit_compile", f"--model_dir={model_dir}"]
-
-    def stage_2_stepped(directory):
-        state = saved_state(directory)
-        return state if state and (state["epoch"], state["step"]) == (1, 1) else None
-
     assert kill_when("drnas_tf.search", flags, model_dir, stage_2_stepped)
     entries = {path: os.stat(path).st_mtime_ns for path in glob.glob(os.path.join(model_dir, "xla_cache", "*"))}
     assert len(entries) == 2, entries  # stage 1's step and stage 2's
