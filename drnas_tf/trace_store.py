@@ -57,6 +57,8 @@ class TraceStore:
                 library = function_pb2.FunctionDefLibrary.FromString(file.read())
         except (OSError, ValueError, message.DecodeError):  # none yet, or a partly written one
             return None
+        if not (isinstance(entry, dict) and {"function", "captures", "outputs"} <= set(entry)):
+            return None
         handles = _handles_by_path(self._variables())
         if any(handles.get(name) is None for name in entry["captures"]):
             return None
