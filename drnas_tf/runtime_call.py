@@ -120,13 +120,7 @@ def register_by_content(atomic):
     function's definition, in which each function it calls is named by its own digest: two copies share a name
     only when they compute the same thing, in any process. A name already registered is left as it is, its
     functions being the same; the copies stay registered for the life of the process."""
-    functions, pending = {}, [atomic]
-    while pending:
-        function = pending.pop()
-        name = tf.compat.as_str(function.name)
-        if name not in functions:
-            functions[name] = function.definition
-            pending.extend(getattr(function, "children", ()))
+    functions = function_library(atomic)
     runtime, copies = context.context(), {}  # original name -> copy's FunctionDef
 
     def copy(name):  # registers the functions a function calls before it
@@ -137,7 +131,7 @@ def register_by_content(atomic):
             for node in definition.node_def:
                 for value in node.attr.values():
                     rename_functions(value, lambda called: copy(called).signature.name if called in functions
-                                      else called)
+                                     else called)
             definition.signature.name = ""
             digest = hashlib.sha256(definition.SerializeToString(deterministic=True)).hexdigest()[:24]
             definition.signature.name = f"{name.rstrip('0123456789').rstrip('_')}_content_{digest}"
@@ -147,6 +141,18 @@ def register_by_content(atomic):
         return copies[name]
 
     return copy(tf.compat.as_str(atomic.name)).signature.name.encode()  # bytes, as call_function takes
+
+
+def function_library(atomic):
+    """{name: FunctionDef} of an AtomicFunction and of every function it calls, directly or not."""
+    functions, pending = {}, [atomic]
+    while pending:
+        function = pending.pop()
+        name = tf.compat.as_str(function.name)
+        if name not in functions:
+            functions[name] = function.definition
+            pending.extend(getattr(function, "children", ()))
+    return functions
 
 
 def _drop_trace_numbers(definition, name):

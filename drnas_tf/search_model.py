@@ -106,7 +106,8 @@ class Searcher(keras.Model):
         (runtime_call.RuntimeFunction), so the Python graph of its trace is freed before the first call
         optimises and runs it. The step is Keras's: `train_step` traced without autograph, with `jit_compile`;
         under jit_compile the function called is named by its content, for XLA's persistent compilation cache
-        (search.configure_xla_cache)."""
+        (search.configure_xla_cache); otherwise, after `keep_traces`, the traced step is kept on disk and a later
+        process with the same key loads it instead of tracing it."""
         if self.train_function is not None and not force:
             return self.train_function
         super().make_train_function(force=True)

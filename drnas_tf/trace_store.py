@@ -87,13 +87,7 @@ class TraceStore:
                 or len(flat_inputs) + len(captures) != len(concrete.inputs)
                 or len(outputs) != len(atomic.function_type.flat_outputs)):
             return False
-        library, pending = {}, [atomic]
-        while pending:
-            function = pending.pop()
-            name = tf.compat.as_str(function.name)
-            if name not in library:
-                library[name] = function.definition
-                pending.extend(getattr(function, "children", ()))
+        library = runtime_call.function_library(atomic)
         path = self.path(signature)
         # Each function renamed after the entry: a name TensorFlow gave it counts the traces of its process, so
         # another process may have registered a different function under it.
