@@ -20,8 +20,6 @@ from drnas_tf.search_model import Searcher
 
 
 TRACE_DIR = "traces"  # in the run's directory: the traced train steps (Searcher.keep_traces)
-# The execution settings that change a traced step (the others change how it runs or what is written).
-TRACED_EXECUTION = ("nan_policy", "jit_compile", "recompute_cells", "deterministic", "mixed_precision")
 
 
 def stage_of(config, epoch):
@@ -119,12 +117,13 @@ class SearchTask(run_loop.RunTask):
 
     def _keeping_traces(self, searcher):
         """The searcher, keeping its traced steps in the run's trace directory (Searcher.keep_traces), keyed by
-        the run's settings, the stage and the execution settings that change what is traced."""
+        the run's settings, the stage and op determinism. The other execution settings that change a trace
+        reach the key through the searcher (the NaN policy), its supernet (precision, recomputed cells) or not
+        at all (jit_compile keeps no trace)."""
         if self.trace_directory:
-            execution = {name: getattr(self.execution, name) for name in TRACED_EXECUTION}
             searcher.keep_traces(self.trace_directory, json.dumps(
-                {"config": dataclasses.asdict(self.config), "stage": self.stage, "execution": execution},
-                sort_keys=True, default=repr))
+                {"config": dataclasses.asdict(self.config), "stage": self.stage,
+                 "deterministic": self.execution.deterministic}, sort_keys=True, default=repr))
         return searcher
 
     def checkpoint(self, model):

@@ -74,7 +74,7 @@ class TraceStore:
 
     def save(self, signature, concrete):
         """Writes `concrete` (a ConcreteFunction traced for `signature`) unless it captured something other than a
-        variable of `variables`, or its inputs or outputs are not as `load` calls it; returns whether it did."""
+        variable of `variables`, or its inputs or outputs are not as `load` calls it."""
         atomic = getattr(concrete, "_inference_function", None)
         outputs = concrete.structured_outputs
         handles = _handles_by_path(self._variables())
@@ -86,7 +86,7 @@ class TraceStore:
                 or not all(isinstance(value, tf.Tensor) for value in outputs.values())
                 or len(flat_inputs) + len(captures) != len(concrete.inputs)
                 or len(outputs) != len(atomic.function_type.flat_outputs)):
-            return False
+            return
         library = runtime_call.function_library(atomic)
         path = self.path(signature)
         # Each function renamed after the entry: a name TensorFlow gave it counts the traces of its process, so
@@ -112,8 +112,6 @@ class TraceStore:
             _keep_newest(self.directory, KEEP)
         except OSError as error:  # a store that cannot be written costs the next process a trace, no more
             print(f"the traced step was not kept in {self.directory}: {error}", flush=True)
-            return False
-        return True
 
 
 def environment():
@@ -155,7 +153,6 @@ def _call(name, captures, output_names):
                                         len(output_names))
         return dict(zip(output_names, outputs))
 
-    call.function_name = name.decode()
     return call
 
 
