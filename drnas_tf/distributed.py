@@ -1,6 +1,7 @@
 """Which tf.distribute strategy a run uses, which worker writes what, and the multi-worker epoch loop.
 
-One host: MirroredStrategy over its GPUs (or the default strategy on a CPU), trained with Keras's `fit`.
+One host: MirroredStrategy over its GPUs when it has several, else TensorFlow's default strategy (one GPU or
+the CPU), trained with Keras's `fit`.
 Several hosts: MultiWorkerMirroredStrategy (MWMS), one process per host, the cluster described by the
 `TF_CONFIG` environment variable (docs/distributed.md). Keras 3's `fit` fails under MWMS (docs/method.md §15,
 keras-team/keras#20585), so there `MultiWorkerLoop` runs the epochs: the model's own `train_step` through
@@ -56,10 +57,10 @@ def make_strategy(strategy="auto", num_gpus=-1):
 
     Args:
         strategy: "auto" (multi_worker when TF_CONFIG describes a cluster, mirrored otherwise), "mirrored"
-            (MirroredStrategy over this host's GPUs, the default strategy without any) or "multi_worker"
+            (MirroredStrategy over this host's GPUs when it uses several, else the default strategy) or "multi_worker"
             (MultiWorkerMirroredStrategy over the TF_CONFIG cluster, each worker using its GPUs; without
             TF_CONFIG a cluster of this one process).
-        num_gpus: GPUs of this host to use (-1: all visible).
+        num_gpus: GPUs of this host to use (-1: all visible; 0: none).
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"--strategy={strategy!r} must be one of: {', '.join(STRATEGIES)}")
@@ -69,31 +70,35 @@ def make_strategy(strategy="auto", num_gpus=-1):
     if strategy == "auto":
         strategy = "multi_worker" if describes_cluster(tf_config) else "mirrored"
     if strategy == "mirrored":
-        return _mirrored_strategy(num_gpus)
+        return one_host_strategy(use_gpus(num_gpus))
     if tf_config is not None and not describes_cluster(tf_config):
         raise ValueError(f"--strategy=multi_worker: {TF_CONFIG} has no 'cluster' with a chief or worker job: "
                          "see docs/distributed.md")
     if tf_config is not None and not (tf_config.get("task") or {}).get("type"):
         raise ValueError(f"--strategy=multi_worker: {TF_CONFIG} has no 'task' naming this worker "
                          '(e.g. "task": {"type": "worker", "index": 0})')
-    if num_gpus >= 0:
-        gpus = tf.config.list_physical_devices("GPU")
-        if num_gpus > len(gpus):
-            raise ValueError(f"--num_gpus={num_gpus} but only {len(gpus)} GPU(s) are visible")
-        tf.config.set_visible_devices(gpus[:num_gpus], "GPU")
+    use_gpus(num_gpus)
     return tf.distribute.MultiWorkerMirroredStrategy()
 
 
-def _mirrored_strategy(num_gpus):
-    """MirroredStrategy over the first `num_gpus` GPUs (-1: all); the default (CPU) strategy with none."""
-    gpus = tf.config.list_logical_devices("GPU")
+def use_gpus(num_gpus):
+    """Makes the first `num_gpus` of this host's GPUs the ones TensorFlow sees (-1: all; 0: none, the CPU runs);
+    returns how many it sees."""
+    gpus = tf.config.list_physical_devices("GPU")
     if num_gpus >= 0:
         if num_gpus > len(gpus):
             raise ValueError(f"--num_gpus={num_gpus} but only {len(gpus)} GPU(s) are visible")
         gpus = gpus[:num_gpus]
-    if not gpus:
-        return tf.distribute.get_strategy()
-    return tf.distribute.MirroredStrategy([gpu.name for gpu in gpus])
+        tf.config.set_visible_devices(gpus, "GPU")
+    return len(gpus)
+
+
+def one_host_strategy(gpus):
+    """MirroredStrategy over `gpus` GPUs when there are several; with one or none, TensorFlow's default
+    strategy, which places the step on the GPU if there is one. One GPU needs no replicas, and without a
+    strategy the step is the one a CPU run calls: its Python graph freed once traced, kept on disk for a
+    resumed run, its XLA compilation cached (docs/performance.md)."""
+    return tf.distribute.MirroredStrategy() if gpus > 1 else tf.distribute.get_strategy()
 
 
 def is_multi_worker(strategy):

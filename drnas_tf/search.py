@@ -78,10 +78,12 @@ flags.DEFINE_bool("keep_traces", True, "Keep each traced train step in --model_d
                   "supernet (docs/performance.md). Not with --jit_compile, whose steps --xla_cache_dir keeps.")
 flags.DEFINE_integer("checkpoint_every_steps", 0, "Also checkpoint every this many steps inside an epoch "
                      "(0: at epoch ends only); a resumed run continues from the step.")
-flags.DEFINE_integer("num_gpus", -1, "GPUs to use with MirroredStrategy (-1: all visible; none: CPU).")
+flags.DEFINE_integer("num_gpus", -1, "GPUs to use (-1: all visible; 0: the CPU). Several run under "
+                     "MirroredStrategy, one without a tf.distribute strategy.")
 flags.DEFINE_enum("strategy", "auto", list(config_lib.STRATEGIES), "tf.distribute strategy: mirrored "
-                  "(this host's GPUs), multi_worker (MultiWorkerMirroredStrategy over the TF_CONFIG cluster; "
-                  "docs/distributed.md), or auto: multi_worker when TF_CONFIG describes a cluster.")
+                  "(this host's GPUs, MirroredStrategy when several), multi_worker (MultiWorkerMirroredStrategy "
+                  "over the TF_CONFIG cluster; docs/distributed.md), or auto: multi_worker when TF_CONFIG "
+                  "describes a cluster.")
 flags.DEFINE_integer("progress", 1, "Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch.")
 flags.DEFINE_string("nb201_benchmark", None, "NB201 space: after every epoch, look the genotype (and the "
                     "--trajectory_samples) up in this NAS-Bench-201 benchmark: a NATS-Bench topology directory "

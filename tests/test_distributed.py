@@ -35,6 +35,20 @@ def test_without_a_cluster_auto_is_the_one_host_strategy(monkeypatch):
         distributed.make_strategy("ps")
 
 
+def test_one_gpu_runs_without_a_strategy_and_several_under_mirrored_strategy():
+    # One GPU, as the CPU, takes the default strategy: its step is then the one-device one, whose trace is
+    # freed, kept on disk and cached by XLA; two or more GPUs take replicas.
+    assert distributed.one_host_strategy(1) is tf.distribute.get_strategy()
+    assert distributed.one_host_strategy(0) is tf.distribute.get_strategy()
+    assert isinstance(distributed.one_host_strategy(2), tf.distribute.MirroredStrategy)
+
+@pytest.mark.skipif(bool(tf.config.list_physical_devices("GPU")), reason="hiding GPUs needs a fresh process")
+def test_num_gpus_on_a_machine_without_one():
+    assert distributed.use_gpus(-1) == distributed.use_gpus(0) == 0
+    with pytest.raises(ValueError, match=r"--num_gpus=1 but only 0 GPU\(s\) are visible"):
+        distributed.use_gpus(1)
+
+
 def test_the_chief_writes_into_model_dir(tmp_path):
     with distributed.write_dir(str(tmp_path), tf.distribute.get_strategy()) as out_dir:
         assert out_dir == str(tmp_path)
