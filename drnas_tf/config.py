@@ -137,8 +137,9 @@ class Execution:
         mixed_precision: the Keras dtype policy of the network (PRECISIONS).
         intra_op_threads, inter_op_threads: TF's CPU thread pools (0: TensorFlow's default).
         graph_optimization: how much grappler does to each traced step (GRAPH_OPTIMIZATIONS).
-        keep_traces: (search) keep each traced train step in model_dir/traces, so that a resumed search loads it
-            instead of tracing it again (trace_store; not with jit_compile).
+        keep_traces: (search) keep each traced train step in `trace_dir`, so that a resumed search, or one that
+            differs only in its seed, loads it instead of tracing it again (trace_store; not with jit_compile).
+        trace_dir: (search) where `keep_traces` keeps them; None: model_dir/traces.
     """
 
     progress: int = 1
@@ -153,6 +154,7 @@ class Execution:
     inter_op_threads: int = 0
     graph_optimization: str = "auto"
     keep_traces: bool = True
+    trace_dir: "str | None" = None
 
     def __post_init__(self):
         if self.nan_policy not in NAN_POLICIES:

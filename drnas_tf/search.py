@@ -73,9 +73,12 @@ flags.DEFINE_enum("recompute_cells", "none", list(config_lib.RECOMPUTE_CELLS), "
 flags.DEFINE_string("xla_cache_dir", None, "With --jit_compile: where XLA's compiled steps are kept, so that a "
                     "resumed or repeated search loads them instead of compiling again (default: xla_cache in "
                     "--model_dir; empty: no cache; docs/performance.md).")
-flags.DEFINE_bool("keep_traces", True, "Keep each traced train step in --model_dir/traces, so that a resumed "
-                  "search loads it instead of tracing it again: minutes less before its first step on a large "
-                  "supernet (docs/performance.md). Not with --jit_compile, whose steps --xla_cache_dir keeps.")
+flags.DEFINE_bool("keep_traces", True, "Keep each traced train step in --trace_dir, so that a resumed search, "
+                  "or one with the same settings but its seed, loads it instead of tracing it again: minutes less "
+                  "before its first step on a large supernet (docs/performance.md). Not with --jit_compile, whose "
+                  "steps --xla_cache_dir keeps.")
+flags.DEFINE_string("trace_dir", None, "Where --keep_traces keeps the traced steps (default: traces in "
+                    "--model_dir). Searches that share one, e.g. the seeds of a sweep, trace each step once.")
 flags.DEFINE_integer("checkpoint_every_steps", 0, "Also checkpoint every this many steps inside an epoch "
                      "(0: at epoch ends only); a resumed run continues from the step.")
 flags.DEFINE_integer("num_gpus", -1, "GPUs to use (-1: all visible; 0: the CPU). Several run under "

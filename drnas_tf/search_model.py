@@ -12,6 +12,7 @@ the weights, the relaxation's draws and the losses stay float32; float16 adds dy
 """
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from drnas_tf import optim, relaxations, runtime_call, second_order, trace_store
@@ -36,7 +37,9 @@ class Searcher(keras.Model):
         momentum, weight_decay: SGD momentum and coupled weight decay.
         grad_clip: global-norm clip of the weight gradient (0 disables).
         arch_grad_clip: global-norm clip of the architecture gradient (0 disables; ImageNet uses 5).
-        seed: base of the stateless sampling seeds.
+        seed: base of the stateless sampling seeds (0 to 2**32 - 1). A variable of the step rather than a
+            constant of its graph: searches that differ only in their seed trace the same step, so one
+            search's kept trace serves the others (`keep_traces`).
         unrolled: use the second-order (one-step unrolled) architecture gradient of DARTS.
         skip_nonfinite: skip an optimizer step whose (all-reduced) gradient holds a NaN or Inf, leave that
             batch out of the metrics and count it in the `skipped_steps` metric (--nan_policy=skip_batch).
@@ -61,7 +64,7 @@ class Searcher(keras.Model):
         second_order.check_unrolled(self.unrolled, supernet.compute_dtype, supernet.recompute_cells)
         self.loss_scale = optim.loss_scale_for(supernet.compute_dtype)
         self.reg_type, self.reg_scale = reg_type, float(reg_scale)
-        self.grad_clip, self.arch_grad_clip, self.seed = float(grad_clip), float(arch_grad_clip), int(seed)
+        self.grad_clip, self.arch_grad_clip = float(grad_clip), float(arch_grad_clip)
         self.arch_optimizer = optim.arch_adam(arch_learning_rate)
         self.weight_optimizer = optim.TorchSGD(weight_learning_rate, momentum, weight_decay)
         self.arch_optimizer.build(supernet.arch_variables)
@@ -76,6 +79,8 @@ class Searcher(keras.Model):
         self.skipped_steps = keras.metrics.Sum(name="skipped_steps")
         self.evaluation_batches = keras.Variable(0, dtype="int32", trainable=False, name="evaluation_batches",
                                                  aggregation="only_first_replica")
+        self.seed = keras.Variable(np.int64(seed).astype(np.int32), dtype="int32", trainable=False, name="seed",
+                                   aggregation="only_first_replica")  # int32 bits, as TF's stateless seeds
         self.built = True
         runtime_call.drop_cached_kernels()  # those of the variables just created
 
@@ -119,7 +124,7 @@ class Searcher(keras.Model):
             store = trace_store.TraceStore(self.trace_directory, {
                 "run": self.trace_key, "arch_updates": self.arch_updates, "supernet": self.supernet.get_config(),
                 "searcher": [self.unrolled, self.skip_nonfinite, self.reg_type, self.reg_scale, self.grad_clip,
-                             self.arch_grad_clip, self.seed, type(self.loss_scale).__name__]}, self.step_variables)
+                             self.arch_grad_clip, type(self.loss_scale).__name__]}, self.step_variables)
         step = runtime_call.RuntimeFunction(self.train_step, content_names=bool(self.jit_compile), autograph=False,
                                             jit_compile=self.jit_compile, store=store)
 
@@ -146,7 +151,7 @@ class Searcher(keras.Model):
         another for evaluation batches, so the two never share a draw."""
         context = tf.distribute.get_replica_context()
         replica = tf.cast(context.replica_id_in_sync_group if context else 0, tf.int32)
-        seed = tf.constant([self.seed, stream], tf.int32)
+        seed = tf.stack([tf.convert_to_tensor(self.seed), tf.constant(stream, tf.int32)])
         for part in (*parts, replica):
             seed = tf.random.experimental.stateless_fold_in(seed, part)
         return seed

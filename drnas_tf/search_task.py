@@ -106,7 +106,8 @@ class SearchTask(run_loop.RunTask):
 
     def prepare(self, out_dir, state):
         self.summaries = outputs.SearchSummaries(out_dir)
-        self.trace_directory = os.path.join(out_dir, TRACE_DIR) if self.execution.keep_traces else None
+        if self.execution.keep_traces:
+            self.trace_directory = self.execution.trace_dir or os.path.join(out_dir, TRACE_DIR)
 
     def build_model(self, state, strategy):
         self.stage = state["stage"] if state else 0
@@ -116,14 +117,17 @@ class SearchTask(run_loop.RunTask):
         return self._keeping_traces(searcher)
 
     def _keeping_traces(self, searcher):
-        """The searcher, keeping its traced steps in the run's trace directory (Searcher.keep_traces), keyed by
-        the run's settings, the stage and op determinism. The other execution settings that change a trace
-        reach the key through the searcher (the NaN policy), its supernet (precision, recomputed cells) or not
-        at all (jit_compile keeps no trace)."""
+        """The searcher, keeping its traced steps in the trace directory (Searcher.keep_traces), keyed by the
+        run's settings but its seed, which the step reads from a variable, the stage and op determinism: a
+        search with another seed in the same directory loads them too. The other execution settings that change
+        a trace reach the key through the searcher (the NaN policy), its supernet (precision, recomputed cells)
+        or not at all (jit_compile keeps no trace)."""
         if self.trace_directory:
+            settings = dataclasses.asdict(self.config)
+            del settings["seed"]
             searcher.keep_traces(self.trace_directory, json.dumps(
-                {"config": dataclasses.asdict(self.config), "stage": self.stage,
-                 "deterministic": self.execution.deterministic}, sort_keys=True, default=repr))
+                {"config": settings, "stage": self.stage, "deterministic": self.execution.deterministic},
+                sort_keys=True, default=repr))
         return searcher
 
     def checkpoint(self, model):

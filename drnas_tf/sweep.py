@@ -5,9 +5,10 @@
         [--random_genotypes=R [--random_seed=S]]]
 
 The search flags (from --flagfile or the command line, all of `drnas_tf.search`'s) are frozen into
-SWEEP_DIR/search.flags; each run is `python -m drnas_tf.search --flagfile=SWEEP_DIR/search.flags
---method=M --seed=S --model_dir=SWEEP_DIR/M/seed_S/search`, one after the other, or one per GPU at a time with
---gpus. Its score is the NAS-Bench-201 accuracy of the final genotype when --nb201_benchmark is given (NB201
+SWEEP_DIR/search.flags; each run is `python -m drnas_tf.search --trace_dir=SWEEP_DIR/traces
+--flagfile=SWEEP_DIR/search.flags --method=M --seed=S --model_dir=SWEEP_DIR/M/seed_S/search`, one after the
+other, or one per GPU at a time with --gpus. The runs share their traced steps: a method's searches after its
+first load the steps they have in common with it instead of tracing them. Its score is the NAS-Bench-201 accuracy of the final genotype when --nb201_benchmark is given (NB201
 space), otherwise, with --retrain_epochs > 0, the test top-1 of `python -m drnas_tf.train` run on the genotype
 for that many epochs (its results.json). SWEEP_DIR/results.csv and results.md hold one row per run (genotype,
 score, search time) and the mean and standard deviation (ddof 1) per method. A finished run keeps its
@@ -59,6 +60,7 @@ flags.DEFINE_list("gpus", [], "GPU ids to run on, one run per GPU at a time (CUD
 
 RUN_OVERRIDES = ("model_dir", "method", "seed")  # set per run, never forwarded
 RESULT_FILE = "sweep_result.json"
+TRACE_DIR = "traces"  # in SWEEP_DIR: the traced steps every search keeps, so each seed after the first loads them
 RANDOM = "random"  # the random genotypes' "method" in results and tables, and their folder in SWEEP_DIR
 BENCHMARK_COLUMNS = tuple(f"{dataset}/{split}" for dataset in ("cifar10", "cifar100", "ImageNet16-120")
                           for split in ("valid", "test"))  # the benchmark's six accuracies
@@ -135,9 +137,11 @@ def run_one(sweep_dir, method, seed, search_flags_path, retrain_epochs=0, train_
     env = _env(gpu)
     search_dir = os.path.join(run_dir, "search")
     log_path = os.path.join(run_dir, "search.log")
-    status, seconds = _run_logged([sys.executable, "-m", "drnas_tf.search", f"--flagfile={search_flags_path}",
-                                   f"--method={method}", f"--seed={seed}", f"--model_dir={search_dir}"],
-                                  log_path, env)
+    # The shared trace directory goes first, so that one in the search flags wins (absl: the last value).
+    status, seconds = _run_logged([sys.executable, "-m", "drnas_tf.search",
+                                   f"--trace_dir={os.path.join(sweep_dir, TRACE_DIR)}",
+                                   f"--flagfile={search_flags_path}", f"--method={method}", f"--seed={seed}",
+                                   f"--model_dir={search_dir}"], log_path, env)
     if status:
         raise ValueError(f"search {method} seed {seed} failed (exit {status}; {log_path}): "
                          f"{_last_error_line(log_path)}")

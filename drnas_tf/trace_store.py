@@ -1,5 +1,6 @@
 """Traced steps kept on disk, so that a resumed search calls the step its interrupted process traced instead of
-tracing it again (docs/performance.md, Start-up).
+tracing it again, and searches that share a directory trace a step they have in common once (docs/performance.md,
+Start-up).
 
 A traced step is a set of FunctionDefs, the one to call among them, and the tensors it captured, which for a
 search step are all variables. `TraceStore.save` writes the functions and names each captured variable by its
@@ -10,7 +11,8 @@ skipped is the Python tracing, which is most of the wait for the first step of a
 An entry is found by a digest of everything the trace depends on: the caller's key (the run's settings, the
 stage, whether architecture updates are on), the input signature, the drnas_tf sources, the versions of
 TensorFlow, Keras and TFP, the kinds of device visible and the oneDNN setting. An entry that does not match
-is never read; the newest `KEEP` entries of a directory are kept.
+is never read; the `KEEP` entries of a directory written or loaded last are kept. Each file is written under a
+temporary name and renamed, so processes sharing a directory never read a partly written one.
 """
 
 import hashlib
@@ -26,7 +28,7 @@ from tensorflow.python.eager import context
 
 from drnas_tf import runtime_call
 
-KEEP = 4  # entries kept in a directory; older ones are deleted when one is written
+KEEP = 8  # entries kept in a directory (a search writes up to 4); those used least recently are deleted
 
 
 class TraceStore:
@@ -69,6 +71,10 @@ class TraceStore:
                     runtime.add_function_def(definition)
         except tf.errors.OpError:
             return None
+        try:
+            os.utime(path + ".json")  # used now: kept longer than entries unused since (`_keep_newest`)
+        except OSError:
+            pass
         print(f"loaded the traced step {path}.pb instead of tracing it again", flush=True)
         return _call(entry["function"].encode(), [handles[name] for name in entry["captures"]], entry["outputs"])
 
@@ -104,11 +110,10 @@ class TraceStore:
             definitions.append(renamed)
         try:
             os.makedirs(self.directory, exist_ok=True)
-            with open(path + ".pb", "wb") as file:
-                file.write(function_pb2.FunctionDefLibrary(function=definitions).SerializeToString())
-            with open(path + ".json", "w", encoding="utf-8") as file:  # written last: it marks a complete entry
-                json.dump({"function": tf.compat.as_str(atomic.name) + suffix, "captures": captures,
-                           "outputs": sorted(outputs)}, file)
+            _write(path + ".pb", function_pb2.FunctionDefLibrary(function=definitions).SerializeToString())
+            _write(path + ".json", json.dumps({  # written last: it marks a complete entry
+                "function": tf.compat.as_str(atomic.name) + suffix, "captures": captures,
+                "outputs": sorted(outputs)}).encode())
             _keep_newest(self.directory, KEEP)
         except OSError as error:  # a store that cannot be written costs the next process a trace, no more
             print(f"the traced step was not kept in {self.directory}: {error}", flush=True)
@@ -156,10 +161,28 @@ def _call(name, captures, output_names):
     return call
 
 
+def _write(path, data):
+    """Writes `data` to `path` through a temporary file of this process, renamed: readers see all or nothing."""
+    temporary = f"{path}.{os.getpid()}.tmp"
+    try:
+        with open(temporary, "wb") as file:
+            file.write(data)
+        os.replace(temporary, path)
+    finally:
+        if os.path.exists(temporary):
+            os.remove(temporary)
+
+
 def _keep_newest(directory, keep):
-    entries = sorted((os.path.getmtime(os.path.join(directory, name)), name[:-5]) for name in os.listdir(directory)
-                     if name.endswith(".json"))
-    for _, stem in entries[:-keep]:
+    """Deletes all but the `keep` entries of `directory` whose .json was written or loaded last."""
+    entries = []
+    for name in os.listdir(directory):
+        if name.endswith(".json"):
+            try:
+                entries.append((os.path.getmtime(os.path.join(directory, name)), name[:-5]))
+            except OSError:  # deleted meanwhile by another process sharing the directory
+                pass
+    for _, stem in sorted(entries)[:-keep]:
         for suffix in (".json", ".pb"):
             try:
                 os.remove(os.path.join(directory, stem + suffix))

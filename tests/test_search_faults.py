@@ -58,19 +58,25 @@ def stage_2_stepped(directory):
     return state if state and (state["epoch"], state["step"]) == (1, 1) else None
 
 
+def trace_files(model_dir):
+    """{path: modification time} of the .pb files of model_dir's kept traces, and the .json files' paths: an entry
+    written again has a new .pb (the .json is touched whenever its entry is loaded)."""
+    paths = glob.glob(os.path.join(model_dir, "traces", "*"))
+    return {path: os.stat(path).st_mtime_ns if path.endswith(".pb") else None for path in paths}
+
+
 @pytest.mark.slow
 def test_a_search_resumed_in_stage_2_loads_its_traced_step_and_ends_as_an_uninterrupted_run(reference, tmp_path):
     """Killed once stage 2's first step is checkpointed, and re-run: the new process loads stage 2's traced step
     from --model_dir's traces instead of tracing it, writes no entry, and ends where the uninterrupted run ends."""
     model_dir = str(tmp_path / "run")
     assert kill_when("drnas_tf.search", [*SEARCH_FLAGS, f"--model_dir={model_dir}"], model_dir, stage_2_stepped)
-    entries = {path: os.stat(path).st_mtime_ns for path in glob.glob(os.path.join(model_dir, "traces", "*"))}
+    entries = trace_files(model_dir)
     assert len(entries) == 4, entries  # stage 1's step and stage 2's, each a .pb and a .json
     resumed = run_module("drnas_tf.search", *SEARCH_FLAGS, f"--model_dir={model_dir}")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert resumed.stdout.count("loaded the traced step") == 1
-    assert {path: os.stat(path).st_mtime_ns for path in glob.glob(os.path.join(model_dir, "traces", "*"))} \
-        == entries
+    assert trace_files(model_dir) == entries
     record = json.load(open(os.path.join(model_dir, "genotype.json")))
     assert record["arch_parameters"] == reference["arch_parameters"] and record["arch_steps"] == 6
 

@@ -186,6 +186,26 @@ def test_sweep_with_a_benchmark_end_to_end(tmp_path):
 
 
 @pytest.mark.slow
+def test_the_seeds_of_a_sweep_share_their_traced_step_and_each_computes_as_a_search_of_its_own(tmp_path):
+    flagfile = tmp_path / "tiny.flags"
+    flagfile.write_text(TINY_SEARCH + "--deterministic\n")
+    sweep_dir = tmp_path / "sweep"
+    completed = run_module("drnas_tf.sweep", f"--flagfile={flagfile}", "--seeds=0,1", "--methods=dirichlet",
+                           f"--sweep_dir={sweep_dir}")
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    assert len(list((sweep_dir / "traces").glob("*.json"))) == 1  # one stage, no warm-up: one step
+    assert "loaded the traced step" not in (sweep_dir / "dirichlet" / "seed_0" / "search.log").read_text()
+    assert (sweep_dir / "dirichlet" / "seed_1" / "search.log").read_text().count("loaded the traced step") == 1
+    alone = tmp_path / "alone"
+    searched = run_module("drnas_tf.search", f"--flagfile={flagfile}", "--method=dirichlet", "--seed=1",
+                          f"--model_dir={alone}")
+    assert searched.returncode == 0, searched.stderr[-3000:]
+    assert "loaded the traced step" not in searched.stdout
+    swept = json.load(open(sweep_dir / "dirichlet" / "seed_1" / "search" / "genotype.json"))
+    assert swept["arch_parameters"] == json.load(open(alone / "genotype.json"))["arch_parameters"]
+
+
+@pytest.mark.slow
 def test_random_only_sweep_end_to_end(tmp_path):
     search_flags, train_flags = tmp_path / "tiny.flags", tmp_path / "train.flags"
     search_flags.write_text(TINY_SEARCH)
