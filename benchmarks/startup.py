@@ -5,6 +5,8 @@ and on resume, through the real `python -m drnas_tf.search`.
     .venv/bin/python benchmarks/startup.py --size=small         # an NB201 supernet, for a quick look
     .venv/bin/python benchmarks/startup.py --graph_optimization=full   # the search's flag, passed on
     .venv/bin/python benchmarks/startup.py --nokeep_traces             # the re-run traces again
+    .venv/bin/python benchmarks/startup.py --warmup_steps=10           # the end of an architecture warm-up
+    .venv/bin/python benchmarks/startup.py --warmup_steps=10 --notrace_ahead
 
 The search runs two one-epoch stages (k 6 -> 4 and 7 -> 4 operations for the DARTS space, as the paper's CIFAR
 schedule) of 3 steps each, with architecture updates from the start and `--checkpoint_every_steps=1`, so that
@@ -21,6 +23,12 @@ time to the first step does not depend on the data. It prints one JSON line:
 - `another_seed_first_step_s`: then a new search with `--seed=1` in a new `--model_dir`, given the first one's
   traces as `--trace_dir` (as a sweep's seeds share theirs), to its first step (it loads stage 1's step, unless
   `--nokeep_traces`).
+
+With `--warmup_steps=N` it measures the end of an architecture warm-up instead: stage 1 is one warm-up epoch of N
+steps (architecture updates off) and one epoch with them, and the line gives `first_step_s`, `next_step_s` and
+`warmup_end_s`, the warm-up's last step to the first step after it (tracing the step with architecture updates,
+unless `--trace_ahead`, the default, traced it during the warm-up, then graph optimisation); the search is killed
+there. `later_warmup_steps_s` is the warm-up's steps after its first, during which the step is traced ahead.
 """
 
 import argparse
@@ -70,7 +78,14 @@ def main():
                         help="the search's --graph_optimization")
     parser.add_argument("--nokeep_traces", action="store_true",
                         help="the search's --nokeep_traces: the re-run traces its step again instead of loading it")
+    parser.add_argument("--warmup_steps", type=int, default=0,
+                        help="measure the end of a warm-up epoch of this many steps instead (module docstring)")
+    parser.add_argument("--notrace_ahead", action="store_true",
+                        help="the search's --notrace_ahead: the warm-up's end traces the step that follows it")
     args = parser.parse_args()
+    if args.warmup_steps:
+        warmup_end(args)
+        return
     model_dir = tempfile.mkdtemp(prefix="startup-")
     command = [sys.executable, "-m", "drnas_tf.search", "--dataset=digits", *SIZES[args.size],
                "--stage_epochs=1,1", f"--steps_per_epoch={STEPS}", "--batch_size=64", "--arch_warmup_epochs=0",
@@ -102,6 +117,28 @@ def main():
                       "stage_boundary_s": round(boundary - stage_end, 1),
                       "resume_first_step_s": round(resumed - start_resume, 1),
                       "another_seed_first_step_s": round(another - start_seed, 1), "model_dir": model_dir}))
+
+
+def warmup_end(args):
+    model_dir = tempfile.mkdtemp(prefix="startup-warmup-")
+    command = [sys.executable, "-m", "drnas_tf.search", "--dataset=digits", *SIZES[args.size],
+               "--stage_epochs=2,1", f"--steps_per_epoch={args.warmup_steps}", "--batch_size=64",
+               "--arch_warmup_epochs=1", "--checkpoint_every_steps=1", "--progress=0",
+               f"--graph_optimization={args.graph_optimization}", f"--model_dir={model_dir}",
+               "--notrace_ahead" if args.notrace_ahead else "--trace_ahead"]
+    start = time.monotonic()
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = wait_for(process, model_dir, (0, 1), args.timeout)
+    second = wait_for(process, model_dir, (0, 2), args.timeout)
+    warmup_done = wait_for(process, model_dir, (1, 0), args.timeout)
+    after = wait_for(process, model_dir, (1, 1), args.timeout)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    print(json.dumps({"size": args.size, "graph_optimization": args.graph_optimization,
+                      "trace_ahead": not args.notrace_ahead, "warmup_steps": args.warmup_steps,
+                      "first_step_s": round(first - start, 1), "next_step_s": round(second - first, 1),
+                      "later_warmup_steps_s": round(warmup_done - first, 1),
+                      "warmup_end_s": round(after - warmup_done, 1), "model_dir": model_dir}))
 
 
 if __name__ == "__main__":

@@ -140,6 +140,8 @@ class Execution:
         keep_traces: (search) keep each traced train step in `trace_dir`, so that a resumed search, or one that
             differs only in its seed, loads it instead of tracing it again (trace_store; not with jit_compile).
         trace_dir: (search) where `keep_traces` keeps them; None: model_dir/traces.
+        trace_ahead: (search) during an architecture warm-up, trace the step that follows it in a thread while the
+            warm-up runs (Searcher.set_arch_updates).
     """
 
     progress: int = 1
@@ -155,6 +157,7 @@ class Execution:
     graph_optimization: str = "auto"
     keep_traces: bool = True
     trace_dir: "str | None" = None
+    trace_ahead: bool = True
 
     def __post_init__(self):
         if self.nan_policy not in NAN_POLICIES:

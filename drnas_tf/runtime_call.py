@@ -24,6 +24,7 @@ cached while its variables were created.
 
 import gc
 import hashlib
+import threading
 
 import tensorflow as tf
 from tensorflow.core.framework import function_pb2
@@ -40,6 +41,7 @@ class RuntimeFunction:
         self._python_function, self._content_names, self._options = python_function, content_names, options
         self._store = store  # a trace_store.TraceStore: traces are read from it and written to it
         self._calls = {}  # input signature -> callable
+        self._tracing = threading.Lock()  # a call waits for a trace another thread is making of the same function
 
     def __call__(self, *args, signature=None):
         """Calls with `args`, traced for `signature` (TypeSpecs; default: those of `args`). A dataset's
@@ -49,11 +51,13 @@ class RuntimeFunction:
         return self.trace(signature)(*args)
 
     def trace(self, signature):
-        """The callable for `signature`, traced now unless it was before (what the first call does)."""
+        """The callable for `signature`, traced now unless it was before (what the first call does), or once the
+        trace another thread is making ends."""
         signature = tuple(signature)
-        if signature not in self._calls:
-            self._calls[signature] = self._trace(signature)
-        return self._calls[signature]
+        with self._tracing:
+            if signature not in self._calls:
+                self._calls[signature] = self._trace(signature)
+            return self._calls[signature]
 
     def _trace(self, signature):
         function = tf.function(self._python_function, **self._options)

@@ -77,6 +77,9 @@ flags.DEFINE_bool("keep_traces", True, "Keep each traced train step in --trace_d
                   "or one with the same settings but its seed, loads it instead of tracing it again: minutes less "
                   "before its first step on a large supernet (docs/performance.md). Not with --jit_compile, whose "
                   "steps --xla_cache_dir keeps.")
+flags.DEFINE_bool("trace_ahead", True, "During an architecture warm-up (--arch_warmup_epochs), trace the step "
+                  "that follows it in a background thread while the warm-up runs, so that the warm-up's end does not "
+                  "wait for Python's tracing (docs/performance.md). One device (the CPU or one GPU) only.")
 flags.DEFINE_string("trace_dir", None, "Where --keep_traces keeps the traced steps (default: traces in "
                     "--model_dir). Searches that share one, e.g. the seeds of a sweep, trace each step once.")
 flags.DEFINE_integer("checkpoint_every_steps", 0, "Also checkpoint every this many steps inside an epoch "

@@ -11,6 +11,8 @@ the weights, the relaxation's draws and the losses stay float32; float16 adds dy
 (optim.DynamicLossScale), whose overflowing steps are skipped.
 """
 
+import threading
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -72,6 +74,8 @@ class Searcher(keras.Model):
         self.arch_updates = False  # read when a train function is traced; see `set_arch_updates`
         self.traces = 0  # how many times train_step was traced (a Python side effect runs only then)
         self.trace_directory, self.trace_key = None, None  # see `keep_traces`
+        self.trace_ahead = False  # see `set_arch_updates`
+        self._ahead = None  # the step with architecture updates, being traced in a thread (`_start_trace_ahead`)
         self.train_loss = keras.metrics.Mean(name="loss")
         self.train_accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
         self.valid_loss = keras.metrics.Mean(name="valid_loss")
@@ -84,8 +88,13 @@ class Searcher(keras.Model):
         self.built = True
         runtime_call.drop_cached_kernels()  # those of the variables just created
 
-    def set_arch_updates(self, enabled):
-        """Turns architecture steps on or off (warm-up); the next `fit` traces a train function to match."""
+    def set_arch_updates(self, enabled, trace_ahead=False):
+        """Turns architecture steps on or off (warm-up); the next `fit` traces a train function to match.
+
+        trace_ahead: with them off, from the second step on, trace the step with them on in a thread while the
+        steps run, so that turning them on later finds it traced: the wait at the end of a warm-up
+        shrinks by the Python tracing, which needs one CPU core and nothing else. Without a strategy only."""
+        self.trace_ahead = bool(trace_ahead) and not enabled
         if bool(enabled) != self.arch_updates:
             self.arch_updates = bool(enabled)
             self.train_function = None
@@ -97,7 +106,7 @@ class Searcher(keras.Model):
         same key loads it instead of tracing it (trace_store.TraceStore; not under jit_compile, whose steps XLA's
         own cache keeps)."""
         self.trace_directory, self.trace_key = directory, key
-        self.train_function = None
+        self.train_function, self._ahead = None, None
 
     def step_variables(self):
         """Every variable a train step may capture: the supernet's, both optimizers', the metrics' and the loss
@@ -119,22 +128,53 @@ class Searcher(keras.Model):
         if self.run_eagerly or self.steps_per_execution != 1:
             return self.train_function
         keras_function = self.train_function
-        store = None
-        if self.trace_directory and not self.jit_compile:
-            store = trace_store.TraceStore(self.trace_directory, {
-                "run": self.trace_key, "arch_updates": self.arch_updates, "supernet": self.supernet.get_config(),
-                "searcher": [self.unrolled, self.skip_nonfinite, self.reg_type, self.reg_scale, self.grad_clip,
-                             self.arch_grad_clip, type(self.loss_scale).__name__]}, self.step_variables)
-        step = runtime_call.RuntimeFunction(self.train_step, content_names=bool(self.jit_compile), autograph=False,
-                                            jit_compile=self.jit_compile, store=store)
+        ahead, self._ahead = self._ahead, None
+        step = ahead if ahead is not None and self.arch_updates else self._runtime_step(self.arch_updates)
+
+        first_step = [True]
 
         def train_function(iterator):
             if tf.distribute.has_strategy() or not isinstance(iterator, tf.data.Iterator):
                 return keras_function(iterator)
-            return step(next(iterator), signature=(iterator.element_spec,))
+            signature = (iterator.element_spec,)
+            # From the second step on: the first one, and the checkpoint and callbacks after it, are what a user
+            # waits for, and the tracing thread would share the interpreter with them.
+            if self.trace_ahead and self._ahead is None and not first_step[0]:
+                self._start_trace_ahead(signature)
+            first_step[0] = False
+            return step(next(iterator), signature=signature)
 
         self.train_function = train_function
         return train_function
+
+    def _runtime_step(self, arch_updates):
+        """The train step with architecture updates on or off, as make_train_function calls it (a
+        RuntimeFunction, kept in the trace store when there is one)."""
+        store = None
+        if self.trace_directory and not self.jit_compile:
+            store = trace_store.TraceStore(self.trace_directory, {
+                "run": self.trace_key, "arch_updates": arch_updates, "supernet": self.supernet.get_config(),
+                "searcher": [self.unrolled, self.skip_nonfinite, self.reg_type, self.reg_scale, self.grad_clip,
+                             self.arch_grad_clip, type(self.loss_scale).__name__]}, self.step_variables)
+
+        def train_step(data):
+            return self._train_step(data, arch_updates)
+
+        return runtime_call.RuntimeFunction(train_step, content_names=bool(self.jit_compile), autograph=False,
+                                            jit_compile=self.jit_compile, store=store)
+
+    def _start_trace_ahead(self, signature):
+        """Traces the step with architecture updates on for `signature` in a daemon thread (set_arch_updates).
+        A failure there is left for the end of the warm-up, which traces the step again and reports it."""
+        step = self._ahead = self._runtime_step(True)
+
+        def trace():
+            try:
+                step.trace(signature)
+            except Exception:  # noqa: BLE001 (the warm-up's end traces again and raises it there)
+                pass
+
+        threading.Thread(target=trace, name="trace_ahead", daemon=True).start()
 
     def call(self, images, training=False):
         return self.supernet(images, training=training)
@@ -244,6 +284,9 @@ class Searcher(keras.Model):
         return loss, logits, applied
 
     def train_step(self, data):
+        return self._train_step(data, self.arch_updates)
+
+    def _train_step(self, data, arch_updates):
         self.traces += 1
         (train_images, train_labels), (valid_images, valid_labels) = data
         moving_statistics = self.supernet.non_trainable_variables
@@ -251,7 +294,7 @@ class Searcher(keras.Model):
         saved = optim.snapshot(moving_statistics) if may_skip else None
         all_applied = tf.constant(True)
         supernet_pass = tf.function(self.supernet_pass)  # one trace for both steps: a smaller graph to build
-        if self.arch_updates:
+        if arch_updates:
             valid_loss, valid_logits, applied = self.arch_step(valid_images, valid_labels, train_images,
                                                                train_labels, supernet_pass)
             _update_metrics(self.valid_loss, self.valid_accuracy, valid_loss, valid_labels, valid_logits, applied)
@@ -262,7 +305,7 @@ class Searcher(keras.Model):
             optim.restore_unless(tf.logical_and(all_applied, applied), moving_statistics, saved)
         self.loss_scale.update(tf.logical_and(all_applied, applied))
         trackers = [self.train_loss, self.train_accuracy]
-        if self.arch_updates:
+        if arch_updates:
             trackers += [self.valid_loss, self.valid_accuracy]
         if self.skip_nonfinite:
             trackers.append(self.skipped_steps)

@@ -139,7 +139,10 @@ class SearchTask(run_loop.RunTask):
         if stage != self.stage:
             model, self.stage = next_stage(config, model, stage, strategy, self.execution), stage
             model = self._keeping_traces(model)
-        model.set_arch_updates(epoch - stage_start >= config.schedule.arch_warmup_epochs)
+        warmup = config.schedule.arch_warmup_epochs
+        # During a warm-up that the stage outlasts, the step that follows it is traced while the warm-up runs.
+        model.set_arch_updates(epoch - stage_start >= warmup, trace_ahead=self.execution.trace_ahead
+                               and warmup < config.schedule.stage_epochs[stage])
         model.supernet.relaxation.start_epoch(epoch, config.schedule.total_epochs)
         weights, total = config.weights, config.schedule.total_epochs
         if stage > 0 and config.schedule.stage_lr == "restart":

@@ -7,8 +7,10 @@ search step traced before a stage boundary or the end of a warm-up would stay in
 """
 
 import functools
+import threading
 
 _REGISTERED = set()
+_REGISTERING = threading.Lock()  # steps may be traced in two threads at once (MirroredStrategy, Searcher.trace_ahead)
 
 
 def record(name, gradient, inputs, outputs):
@@ -17,9 +19,10 @@ def record(name, gradient, inputs, outputs):
     `name` on its first use. The outputs must have been computed from gradient-stopped inputs, so that the
     tape holds this record only. TensorFlow is imported here, not at module import, like the relaxations."""
     import tensorflow as tf
-    if name not in _REGISTERED:
-        tf.RegisterGradient(name)(gradient)
-        _REGISTERED.add(name)
+    with _REGISTERING:
+        if name not in _REGISTERED:
+            tf.RegisterGradient(name)(gradient)
+            _REGISTERED.add(name)
     tf.__internal__.record_gradient(name, list(inputs), (), list(outputs))
 
 

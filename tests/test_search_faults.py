@@ -96,3 +96,15 @@ def test_a_jit_compile_search_resumed_in_stage_2_loads_its_compiled_step_from_th
     assert json.load(open(os.path.join(model_dir, "genotype.json")))["arch_steps"] == 6
     assert {path: os.stat(path).st_mtime_ns for path in glob.glob(os.path.join(model_dir, "xla_cache", "*"))} \
         == entries
+
+
+@pytest.mark.slow
+def test_a_search_tracing_ahead_during_its_warmup_ends_where_one_tracing_later_ends(tmp_path):
+    """The step with architecture updates, traced in a thread during each stage's warm-up epoch, is the step
+    a search tracing it when the warm-up ends calls: the two end bit for bit alike."""
+    warmup = [*SEARCH_FLAGS, "--arch_warmup_epochs=1", "--stage_epochs=2,2"]
+    ahead = run_module("drnas_tf.search", *warmup, f"--model_dir={tmp_path / 'ahead'}")
+    later = run_module("drnas_tf.search", *warmup, "--notrace_ahead", f"--model_dir={tmp_path / 'later'}")
+    assert ahead.returncode == later.returncode == 0, (ahead.stderr[-3000:], later.stderr[-3000:])
+    records = [json.load(open(tmp_path / name / "genotype.json")) for name in ("ahead", "later")]
+    assert records[0]["arch_parameters"] == records[1]["arch_parameters"] and records[0]["arch_steps"] == 6

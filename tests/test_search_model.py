@@ -63,6 +63,29 @@ def test_warmup_freezes_architecture_then_arch_steps_move_it():
     assert searcher.traces == 2  # once per architecture-update setting, not per step or epoch
 
 
+def warmup_then_search(trace_ahead):
+    """(eta, weights, traces made by the end of the warm-up) of a warm-up epoch then two epochs of search."""
+    searcher = make_searcher(tf.distribute.get_strategy())
+    searcher.set_arch_updates(False, trace_ahead=trace_ahead)
+    searcher.fit(batches(3), epochs=1, verbose=0, shuffle=False)
+    if trace_ahead:
+        searcher._ahead.trace((batches(3).element_spec,))  # waits for the thread's trace to end
+    traces_in_warmup = searcher.traces
+    searcher.set_arch_updates(True)
+    searcher.fit(batches(3, seed=1), epochs=3, initial_epoch=1, verbose=0, shuffle=False)
+    return [v.numpy() for v in searcher.supernet.trainable_variables], traces_in_warmup, searcher.traces
+
+
+def test_the_step_after_the_warmup_traced_ahead_takes_the_same_steps():
+    # Traced in a thread during the warm-up, the step with architecture updates is the one called when they
+    # begin: no trace then, and the same numbers as tracing it there.
+    ahead, ahead_warmup_traces, ahead_traces = warmup_then_search(trace_ahead=True)
+    later, later_warmup_traces, later_traces = warmup_then_search(trace_ahead=False)
+    assert (ahead_warmup_traces, ahead_traces) == (2, 2) and (later_warmup_traces, later_traces) == (1, 2)
+    for mine, theirs in zip(ahead, later, strict=True):
+        np.testing.assert_array_equal(mine, theirs)
+
+
 @pytest.mark.parametrize("recompute_cells", ["none", "all"])
 def test_two_replicas_on_the_same_batch_match_one_device(recompute_cells):
     # softmax: no sampling, so both set-ups see the same function; a small clip makes clipping active. With
