@@ -48,6 +48,17 @@ SIZES = {
 STEPS = 3
 
 
+def search_command(args, model_dir, *settings):
+    """`python -m drnas_tf.search` on digits at the chosen size with `settings`, writing state.json every step."""
+    return [sys.executable, "-m", "drnas_tf.search", "--dataset=digits", *SIZES[args.size], "--batch_size=64",
+            "--checkpoint_every_steps=1", "--progress=0", f"--graph_optimization={args.graph_optimization}",
+            f"--model_dir={model_dir}", *settings]
+
+
+def launch(command):
+    return subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def state(model_dir):
     """(epochs done, steps into the next) of the run's state.json, or None before it exists."""
     try:
@@ -83,16 +94,16 @@ def main():
     parser.add_argument("--notrace_ahead", action="store_true",
                         help="the search's --notrace_ahead: the warm-up's end traces the step that follows it")
     args = parser.parse_args()
+    if 0 < args.warmup_steps < STEPS:  # the second step's state must be seen before the epoch's end replaces it
+        parser.error(f"--warmup_steps must be 0 or at least {STEPS}")
     if args.warmup_steps:
         warmup_end(args)
         return
     model_dir = tempfile.mkdtemp(prefix="startup-")
-    command = [sys.executable, "-m", "drnas_tf.search", "--dataset=digits", *SIZES[args.size],
-               "--stage_epochs=1,1", f"--steps_per_epoch={STEPS}", "--batch_size=64", "--arch_warmup_epochs=0",
-               "--checkpoint_every_steps=1", "--progress=0", f"--graph_optimization={args.graph_optimization}",
-               f"--model_dir={model_dir}", "--nokeep_traces" if args.nokeep_traces else "--keep_traces"]
+    command = search_command(args, model_dir, "--stage_epochs=1,1", f"--steps_per_epoch={STEPS}",
+                             "--arch_warmup_epochs=0", "--nokeep_traces" if args.nokeep_traces else "--keep_traces")
     start = time.monotonic()
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = launch(command)
     first = wait_for(process, model_dir, (0, 1), args.timeout)
     second = wait_for(process, model_dir, (0, 2), args.timeout)
     stage_end = wait_for(process, model_dir, (1, 0), args.timeout)
@@ -100,14 +111,13 @@ def main():
     process.send_signal(signal.SIGKILL)  # one step into stage 2; the same command resumes there
     process.wait()
     start_resume = time.monotonic()
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = launch(command)
     resumed = wait_for(process, model_dir, (1, 2), args.timeout)
     process.wait()
     seed_dir = tempfile.mkdtemp(prefix="startup-seed-")
     start_seed = time.monotonic()
-    process = subprocess.Popen([*command, "--seed=1", f"--model_dir={seed_dir}",
-                                f"--trace_dir={os.path.join(model_dir, 'traces')}"],
-                               cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    traces = os.path.join(model_dir, "traces")
+    process = launch([*command, "--seed=1", f"--model_dir={seed_dir}", f"--trace_dir={traces}"])
     another = wait_for(process, seed_dir, (0, 1), args.timeout)
     process.send_signal(signal.SIGKILL)
     process.wait()
@@ -121,13 +131,10 @@ def main():
 
 def warmup_end(args):
     model_dir = tempfile.mkdtemp(prefix="startup-warmup-")
-    command = [sys.executable, "-m", "drnas_tf.search", "--dataset=digits", *SIZES[args.size],
-               "--stage_epochs=2,1", f"--steps_per_epoch={args.warmup_steps}", "--batch_size=64",
-               "--arch_warmup_epochs=1", "--checkpoint_every_steps=1", "--progress=0",
-               f"--graph_optimization={args.graph_optimization}", f"--model_dir={model_dir}",
-               "--notrace_ahead" if args.notrace_ahead else "--trace_ahead"]
     start = time.monotonic()
-    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = launch(search_command(args, model_dir, "--stage_epochs=2,1", f"--steps_per_epoch={args.warmup_steps}",
+                                    "--arch_warmup_epochs=1",
+                                    "--notrace_ahead" if args.notrace_ahead else "--trace_ahead"))
     first = wait_for(process, model_dir, (0, 1), args.timeout)
     second = wait_for(process, model_dir, (0, 2), args.timeout)
     warmup_done = wait_for(process, model_dir, (1, 0), args.timeout)
