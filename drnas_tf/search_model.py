@@ -131,17 +131,18 @@ class Searcher(keras.Model):
         ahead, self._ahead = self._ahead, None
         step = ahead if ahead is not None and self.arch_updates else self._runtime_step(self.arch_updates)
 
-        first_step = [True]
+        stepped = False
 
         def train_function(iterator):
+            nonlocal stepped
             if tf.distribute.has_strategy() or not isinstance(iterator, tf.data.Iterator):
                 return keras_function(iterator)
             signature = (iterator.element_spec,)
             # From the second step on: the first one, and the checkpoint and callbacks after it, are what a user
             # waits for, and the tracing thread would share the interpreter with them.
-            if self.trace_ahead and self._ahead is None and not first_step[0]:
+            if self.trace_ahead and self._ahead is None and stepped:
                 self._start_trace_ahead(signature)
-            first_step[0] = False
+            stepped = True
             return step(next(iterator), signature=signature)
 
         self.train_function = train_function

@@ -11,9 +11,9 @@ other, or one per GPU at a time with --gpus. The runs share their traced steps: 
 first load the steps they have in common with it instead of tracing them. Its score is the NAS-Bench-201
 accuracy of the final genotype when --nb201_benchmark is given (NB201 space), otherwise, with
 --retrain_epochs > 0, the test top-1 of `python -m drnas_tf.train` run on the genotype for that many epochs (its
-results.json). SWEEP_DIR/results.csv and results.md hold one row per run (genotype,
-score, search time) and the mean and standard deviation (ddof 1) per method. A finished run keeps its
-SWEEP_DIR/M/seed_S/sweep_result.json, so re-running the same command only does what is missing.
+results.json). SWEEP_DIR/results.csv and results.md hold one row per run (genotype, score, search time) and the
+mean and standard deviation (ddof 1) per method. A finished run keeps its SWEEP_DIR/M/seed_S/sweep_result.json,
+so re-running the same command only does what is missing.
 
 With --random_genotypes=R (NB201 space, --retrain_epochs > 0) the sweep also retrains R genotypes drawn
 uniformly from the space (an independent uniform operation on each edge; the draw is fixed by --random_seed, and
