@@ -14,8 +14,8 @@ on a validation batch (first-order; Adam with the coupled l2 anchor), then the w
 with `num_keep` applied through the reference's own `pruning`. Synthetic 32x32 images, batch 64 per half,
 3 warm-up iterations, then the median of `--iterations`; one JSON line with the keys search_step.py prints
 (`train_ms_median`, `peak_rss_mb`, `rss_baseline_mb` once torch and the reference are imported,
-`rss_after_build_mb`, `build_s`, `first_step_s`). Unrolled configurations are not supported (the reference's
-second-order code does not run on these networks).
+`rss_after_build_mb`, `build_s`, `first_step_s`, `start_s`). Unrolled configurations are not supported (the
+reference's second-order code does not run on these networks).
 """
 
 import argparse
@@ -27,7 +27,8 @@ import time
 import types
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from search_step import CONFIGS, WARMUP_ITERATIONS, rss_mb  # noqa: E402  (no TensorFlow at import)
+from search_step import (CONFIGS, WARMUP_ITERATIONS, rss_mb,  # noqa: E402  (no TensorFlow at import)
+                         seconds_since_process_start)
 
 
 def import_reference(reference_dir, space):
@@ -120,6 +121,7 @@ def main():
         iteration(model, architect, optimizer, criterion, batches)
         if i == 0:
             first_step_s = time.perf_counter() - start
+            start_s = seconds_since_process_start()
         if i >= WARMUP_ITERATIONS:
             times.append(1000 * (time.perf_counter() - start))
     print(json.dumps({"config": args.config, "program": "reference", "train_ms_median": round(float(np.median(times)), 1),
@@ -127,7 +129,8 @@ def main():
                       "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
                       "rss_baseline_mb": round(rss_baseline, 1), "rss_after_build_mb": round(rss_after_build, 1),
                       "build_s": round(build_s, 1), "first_step_s": round(first_step_s, 1),
-                      "iterations": args.iterations, "batch_size": args.batch_size}), flush=True)
+                      "start_s": round(start_s, 1), "iterations": args.iterations,
+                      "batch_size": args.batch_size}), flush=True)
 
 
 if __name__ == "__main__":

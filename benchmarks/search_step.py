@@ -15,7 +15,9 @@ train step is traced (before TF optimises and runs it; without `--keep_trace_gra
 the Python graph of the trace is freed too). `build_s` is the time to build the model and
 optimizers, `trace_s` that of tracing the train step in Python, `first_step_s` that of the first step (tracing,
 graph optimisation, first run), `first_step_cpu_s` the CPU time the process spent on it (tracing and graph
-optimisation run on one thread, so on a loaded host this moves less than the wall time). `--graph_nodes`
+optimisation run on one thread, so on a loaded host this moves less than the wall time), `start_s` the wall
+time from the process's start (interpreter, imports, building, the first step) to the end of its first step: what
+a user waits from the command on. `--graph_nodes`
 counts the nodes of the traced train step instead: a size that, unlike time, does not depend on the load.
 The first iteration runs under runtime.returning_freed_memory, as the entry points' first step of an epoch
 does (--return_freed_memory); `--keep_freed_memory` measures without it. Each iteration also times inference
@@ -59,6 +61,15 @@ def rss_mb():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def seconds_since_process_start():
+    """Wall seconds since this process started (interpreter start-up and imports included), from the kernel's
+    record of its start: what a user waits from the command on."""
+    with open("/proc/self/stat", encoding="ascii") as stat:
+        started_ticks = int(stat.read().rsplit(")", 1)[1].split()[19])  # field 22, in clock ticks since boot
+    with open("/proc/uptime", encoding="ascii") as uptime:
+        return float(uptime.read().split()[0]) - started_ticks / os.sysconf("SC_CLK_TCK")
 
 
 def peak_gpu_mb():
@@ -154,6 +165,7 @@ def measure(name, iterations, batch_size, jit_compile=False, intra_op_threads=0,
         if i == 0:
             first_step_s = trace_s + time.perf_counter() - start  # tracing, graph optimisation, first run
             first_step_cpu_s = time.process_time() - start_cpu
+            start_s = seconds_since_process_start()
         if i >= WARMUP_ITERATIONS:
             train_ms.append(1000 * (time.perf_counter() - start))
         start = time.perf_counter()
@@ -171,7 +183,8 @@ def measure(name, iterations, batch_size, jit_compile=False, intra_op_threads=0,
             "rss_after_trace_mb": round(rss_after_trace, 1),
             "build_s": round(build_s, 1), "trace_s": round(trace_s, 1),
             "first_step_s": round(first_step_s, 1), "first_step_cpu_s": round(first_step_cpu_s, 1),
-            "iterations": iterations, "batch_size": batch_size, "graph_optimization_applied": graph_optimization,
+            "start_s": round(start_s, 1), "iterations": iterations, "batch_size": batch_size,
+            "graph_optimization_applied": graph_optimization,
             "peak_gpu_mb": peak_gpu_mb()}
 
 

@@ -11,13 +11,17 @@ table: per configuration the medians over rounds of each program's ms per iterat
 ratio ours / reference within a round (and, with --rounds above 1, that ratio in each round), of the ratio of the
 two programs' fastest iterations in a round (which load from elsewhere disturbs least), and of each program's RSS
 growth over its own baseline (peak minus the resident memory once its framework is imported). Only these ratios
-are comparable across machines (docs/performance.md). With --before_dir, another checkout of this project (a git
+are comparable across machines (docs/performance.md). A second table compares the start-up: each program's median
+wait from its command to the end of its first iteration (`start_s`: interpreter, imports, building, for ours
+tracing and graph optimisation, the first run) and the iteration from which ours, at the two medians, has
+finished more iterations than the reference. With --before_dir, another checkout of this project (a git
 worktree at an older commit, say) runs its own search_step.py right after ours, and the table gains its time and
 ratio: a change's effect measured side by side too.
 """
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -81,20 +85,36 @@ def main():
                   if args.before_dir else ())
         rows.append((name, median("reference", "train_ms_median"), median("ours", "train_ms_median"), ratio("ours"),
                      ratio("ours", "train_ms_min"), median("reference", "peak_rss_mb"), median("ours", "peak_rss_mb"),
-                     growth("reference"), growth("ours"), before, ratios("ours")))
+                     growth("reference"), growth("ours"), before, ratios("ours"),
+                     (median("reference", "start_s"), median("ours", "start_s"))))
     by_round = args.rounds > 1
     before_columns = " before ms | before ratio | before peak RSS MB |" if args.before_dir else ""
     per_round_column = " ratio per round |" if by_round else ""
     print(f"\n| configuration | reference ms | ours ms | ratio |{per_round_column} minimum ratio "
           f"| reference peak RSS MB | ours peak RSS MB | reference growth MB | ours growth MB |{before_columns}")
     print("|---|---|---|---|---|---|---|---|---|" + "---|" * ((3 if args.before_dir else 0) + by_round))
-    for name, ref_ms, our_ms, our_ratio, min_ratio, ref_rss, our_rss, ref_growth, our_growth, before, per_round in rows:
+    for (name, ref_ms, our_ms, our_ratio, min_ratio, ref_rss, our_rss, ref_growth, our_growth, before, per_round,
+         _) in rows:
         each = f" {' / '.join(f'{r:.2f}' for r in per_round)} |" if by_round else ""
         line = (f"| {name} | {ref_ms:,.0f} | {our_ms:,.0f} | {our_ratio:.2f} |{each} {min_ratio:.2f} | {ref_rss:,.0f} "
                 f"| {our_rss:,.0f} | {ref_growth:,.0f} | {our_growth:,.0f} |")
         if before:
             line += f" {before[0]:,.0f} | {before[1]:.2f} | {before[2]:,.0f} |"
         print(line)
+    print("\n| configuration | reference start s | ours start s | ours ahead from iteration |\n|---|---|---|---|")
+    for name, ref_ms, our_ms, *_, (ref_start, our_start) in rows:
+        print(f"| {name} | {ref_start:,.1f} | {our_start:,.1f} | {ahead_from(ref_start, ref_ms, our_start, our_ms)} |")
+
+
+def ahead_from(reference_start_s, reference_ms, ours_start_s, ours_ms):
+    """The first iteration n that ours ends before the reference does, when each program's iteration n ends at its
+    start plus (n - 1) iterations of its median time; "never" if ours never catches up."""
+    lead_s = reference_start_s - ours_start_s
+    if lead_s > 0:
+        return "1"
+    if ours_ms >= reference_ms:
+        return "never"
+    return f"{math.floor(-lead_s * 1000 / (reference_ms - ours_ms)) + 2:,}"
 
 
 if __name__ == "__main__":

@@ -123,7 +123,8 @@ class Execution:
     threaded through every call. Its fields are the execution flags of the entry points, by name.
 
     Attributes:
-        progress: Keras progress output (0 silent, 1 progress bar, 2 one line per epoch).
+        progress: Keras progress output (0 silent, 1 progress bar, 2 one line per epoch); unless 0, a search also
+            reports each new train step's first run (Searcher.report_first_steps).
         checkpoint_every_steps: also checkpoint inside epochs, every this many steps (0: epoch ends only).
         nan_policy: "stop": the first batch with a NaN or Inf loss ends the run with a ValueError and the last
             good checkpoint stays the one resumed; "skip_batch": steps with a non-finite gradient are skipped

@@ -90,7 +90,8 @@ flags.DEFINE_enum("strategy", "auto", list(config_lib.STRATEGIES), "tf.distribut
                   "(this host's GPUs, MirroredStrategy when several), multi_worker (MultiWorkerMirroredStrategy "
                   "over the TF_CONFIG cluster; docs/distributed.md), or auto: multi_worker when TF_CONFIG "
                   "describes a cluster.")
-flags.DEFINE_integer("progress", 1, "Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch.")
+flags.DEFINE_integer("progress", 1, "Keras progress output: 0 silent, 1 progress bar, 2 one line per epoch; "
+                     "1 and 2 also announce each new train step's first run and time it.")
 flags.DEFINE_string("nb201_benchmark", None, "NB201 space: after every epoch, look the genotype (and the "
                     "--trajectory_samples) up in this NAS-Bench-201 benchmark: a NATS-Bench topology directory "
                     "(pip install nats_bench), a NAS-Bench-201 .pth file (pip install nas-bench-201), or a .csv "

@@ -11,7 +11,9 @@ the weights, the relaxation's draws and the losses stay float32; float16 adds dy
 (optim.DynamicLossScale), whose overflowing steps are skipped.
 """
 
+import functools
 import threading
+import time
 
 import keras
 import numpy as np
@@ -75,6 +77,9 @@ class Searcher(keras.Model):
         self.traces = 0  # how many times train_step was traced (a Python side effect runs only then)
         self.trace_directory, self.trace_key = None, None  # see `keep_traces`
         self.trace_ahead = False  # see `set_arch_updates`
+        # Print a line before each new train step's first run and one after it with its time: the wait a user has
+        # (tracing, graph optimisation, first run; minutes for the paper's full-size supernet on a CPU).
+        self.report_first_steps = False
         self._ahead = None  # the step with architecture updates, being traced in a thread (`_start_trace_ahead`)
         self.train_loss = keras.metrics.Mean(name="loss")
         self.train_accuracy = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
@@ -121,7 +126,8 @@ class Searcher(keras.Model):
         optimises and runs it. The step is Keras's: `train_step` traced without autograph, with `jit_compile`;
         under jit_compile the function called is named by its content, for XLA's persistent compilation cache
         (search.configure_xla_cache); otherwise, after `keep_traces`, the traced step is kept on disk and a later
-        process with the same key loads it instead of tracing it."""
+        process with the same key loads it instead of tracing it. With `report_first_steps`, the first call
+        announces itself and its time (`_reported_first_run`)."""
         if self.train_function is not None and not force:
             return self.train_function
         super().make_train_function(force=True)
@@ -135,18 +141,45 @@ class Searcher(keras.Model):
 
         def train_function(iterator):
             nonlocal stepped
+            first, stepped = not stepped, True
             if tf.distribute.has_strategy() or not isinstance(iterator, tf.data.Iterator):
-                return keras_function(iterator)
-            signature = (iterator.element_spec,)
-            # From the second step on: the first one, and the checkpoint and callbacks after it, are what a user
-            # waits for, and the tracing thread would share the interpreter with them.
-            if self.trace_ahead and self._ahead is None and stepped:
-                self._start_trace_ahead(signature)
-            stepped = True
-            return step(next(iterator), signature=signature)
+                run, prepare = functools.partial(keras_function, iterator), None
+            else:
+                signature = (iterator.element_spec,)
+                # From the second step on: the first one, and the checkpoint and callbacks after it, are what a
+                # user waits for, and the tracing thread would share the interpreter with them.
+                if self.trace_ahead and self._ahead is None and not first:
+                    self._start_trace_ahead(signature)
+
+                def run():
+                    return step(next(iterator), signature=signature)
+
+                prepare = functools.partial(step.trace, signature)
+            if first and self.report_first_steps:
+                return self._reported_first_run(run, prepare, prepared_ahead=step is ahead)
+            return run()
 
         self.train_function = train_function
         return train_function
+
+    def _reported_first_run(self, run, prepare, prepared_ahead):
+        """`run()`, a new step's first run, with a line before it and one after it with its time; `prepare()`
+        (None under a strategy), which traces the step or loads it, timed apart."""
+        print(f"preparing the train step (architecture updates {'on' if self.arch_updates else 'off'}): tracing, "
+              "graph optimisation, first run (minutes for a large supernet)", flush=True)
+        start, traces = time.perf_counter(), self.traces
+        if prepare is None:
+            logs = run()
+            print(f"train step ready in {time.perf_counter() - start:.1f} s", flush=True)
+            return logs
+        prepare()
+        prepared_s = time.perf_counter() - start
+        how = "prepared during the warm-up" if prepared_ahead else "traced" if self.traces > traces else "loaded"
+        logs = run()
+        total_s = time.perf_counter() - start
+        print(f"train step ready in {total_s:.1f} s: {how} in {prepared_s:.1f} s, graph optimisation and first run "
+              f"{total_s - prepared_s:.1f} s", flush=True)
+        return logs
 
     def _runtime_step(self, arch_updates):
         """The train step with architecture updates on or off, as make_train_function calls it (a

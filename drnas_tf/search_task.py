@@ -114,14 +114,16 @@ class SearchTask(run_loop.RunTask):
         searcher = build_searcher(self.config, self.stage, state["masks"] if state else None, strategy,
                                   self.execution)
         self.genotype = searcher.supernet.genotype()
-        return self._keeping_traces(searcher)
+        return self._configured(searcher)
 
-    def _keeping_traces(self, searcher):
-        """The searcher, keeping its traced steps in the trace directory (Searcher.keep_traces), keyed by the
-        run's settings but its seed, which the step reads from a variable, the stage and op determinism: a
-        search with another seed in the same directory loads them too. The other execution settings that change
+    def _configured(self, searcher):
+        """The searcher, reporting each new step's first run unless progress output is off, and keeping its traced
+        steps in the trace directory (Searcher.keep_traces), keyed by the run's settings but its seed, which the
+        step reads from a variable, the stage and op determinism: a search with another seed in the same
+        directory loads them too. The other execution settings that change
         a trace reach the key through the searcher (the NaN policy), its supernet (precision, recomputed cells)
         or not at all (jit_compile keeps no trace)."""
+        searcher.report_first_steps = bool(self.execution.progress)
         if self.trace_directory:
             settings = dataclasses.asdict(self.config)
             del settings["seed"]
@@ -138,7 +140,7 @@ class SearchTask(run_loop.RunTask):
         stage, stage_start = stage_of(config, epoch)
         if stage != self.stage:
             model, self.stage = next_stage(config, model, stage, strategy, self.execution), stage
-            model = self._keeping_traces(model)
+            model = self._configured(model)
         warmup = config.schedule.arch_warmup_epochs
         # During a warm-up that the stage outlasts, the step that follows it is traced while the warm-up runs.
         model.set_arch_updates(epoch - stage_start >= warmup, trace_ahead=self.execution.trace_ahead

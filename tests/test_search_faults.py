@@ -73,9 +73,11 @@ def test_a_search_resumed_in_stage_2_loads_its_traced_step_and_ends_as_an_uninte
     assert kill_when("drnas_tf.search", [*SEARCH_FLAGS, f"--model_dir={model_dir}"], model_dir, stage_2_stepped)
     entries = trace_files(model_dir)
     assert len(entries) == 4, entries  # stage 1's step and stage 2's, each a .pb and a .json
-    resumed = run_module("drnas_tf.search", *SEARCH_FLAGS, f"--model_dir={model_dir}")
+    resumed = run_module("drnas_tf.search", *SEARCH_FLAGS, "--progress=2", f"--model_dir={model_dir}")
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert resumed.stdout.count("loaded the traced step") == 1
+    assert [line.split(":")[1].split(" in ")[0] for line in resumed.stdout.splitlines()
+            if line.startswith("train step ready in")] == [" loaded"]
     assert trace_files(model_dir) == entries
     record = json.load(open(os.path.join(model_dir, "genotype.json")))
     assert record["arch_parameters"] == reference["arch_parameters"] and record["arch_steps"] == 6
@@ -103,8 +105,11 @@ def test_a_search_tracing_ahead_during_its_warmup_ends_where_one_tracing_later_e
     """The step with architecture updates, traced in a thread during each stage's warm-up epoch, is the step
     a search tracing it when the warm-up ends calls: the two end bit for bit alike."""
     warmup = [*SEARCH_FLAGS, "--arch_warmup_epochs=1", "--stage_epochs=2,2"]
-    ahead = run_module("drnas_tf.search", *warmup, f"--model_dir={tmp_path / 'ahead'}")
+    ahead = run_module("drnas_tf.search", *warmup, "--progress=2", f"--model_dir={tmp_path / 'ahead'}")
     later = run_module("drnas_tf.search", *warmup, "--notrace_ahead", f"--model_dir={tmp_path / 'later'}")
     assert ahead.returncode == later.returncode == 0, (ahead.stderr[-3000:], later.stderr[-3000:])
+    # Each stage's step with architecture updates was ready when the warm-up ended, as its first run reports.
+    assert [line.split(":")[1].split(" in ")[0] for line in ahead.stdout.splitlines()
+            if line.startswith("train step ready in")] == [" traced", " prepared during the warm-up"] * 2
     records = [json.load(open(tmp_path / name / "genotype.json")) for name in ("ahead", "later")]
     assert records[0]["arch_parameters"] == records[1]["arch_parameters"] and records[0]["arch_steps"] == 6

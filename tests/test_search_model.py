@@ -1,5 +1,7 @@
 """The search train step: warm-up, one vs two replicas, replicas staying identical."""
 
+import re
+
 import keras
 import numpy as np
 import pytest
@@ -84,6 +86,36 @@ def test_the_step_after_the_warmup_traced_ahead_takes_the_same_steps():
     assert (ahead_warmup_traces, ahead_traces) == (2, 2) and (later_warmup_traces, later_traces) == (1, 2)
     for mine, theirs in zip(ahead, later, strict=True):
         np.testing.assert_array_equal(mine, theirs)
+
+
+READY = re.compile(r"train step ready in (\d+\.\d) s: (traced|loaded|prepared during the warm-up) in (\d+\.\d) s, "
+                   r"graph optimisation and first run (\d+\.\d) s")
+
+
+def test_the_first_run_of_each_new_step_is_announced_and_timed(capsys):
+    # The wait for a new step's first run (minutes at the paper's full size) is announced before it and timed
+    # after it, once per step: later steps and epochs print nothing, nor does a searcher that is not asked to.
+    searcher = make_searcher(tf.distribute.get_strategy())
+    searcher.fit(batches(3), epochs=1, verbose=0, shuffle=False)
+    assert capsys.readouterr().out == ""
+    searcher.report_first_steps = True
+    searcher.set_arch_updates(True)
+    searcher.fit(batches(3, seed=1), epochs=3, initial_epoch=1, verbose=0, shuffle=False)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == ("preparing the train step (architecture updates on): tracing, graph optimisation, first run "
+                        "(minutes for a large supernet)")
+    total, how, traced, rest = READY.fullmatch(lines[1]).groups()
+    assert how == "traced" and len(lines) == 2 and searcher.traces == 2
+    assert abs(float(total) - float(traced) - float(rest)) <= 0.11 and float(traced) > 0
+
+
+def test_under_a_strategy_the_first_run_is_timed_whole(capsys):
+    searcher = make_searcher(two_cpus())
+    searcher.report_first_steps = True
+    searcher.fit(batches(2, duplicate=True), epochs=1, verbose=0, shuffle=False)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("preparing the train step (architecture updates off): ") and len(lines) == 2
+    assert re.fullmatch(r"train step ready in \d+\.\d s", lines[1])
 
 
 @pytest.mark.parametrize("recompute_cells", ["none", "all"])
