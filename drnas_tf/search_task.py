@@ -120,9 +120,9 @@ class SearchTask(run_loop.RunTask):
         """The searcher, reporting each new step's first run unless progress output is off, and keeping its traced
         steps in the trace directory (Searcher.keep_traces), keyed by the run's settings but its seed, which the
         step reads from a variable, the stage and op determinism: a search with another seed in the same
-        directory loads them too. The other execution settings that change
-        a trace reach the key through the searcher (the NaN policy), its supernet (precision, recomputed cells)
-        or not at all (jit_compile keeps no trace)."""
+        directory loads them too. The other execution settings that change a trace reach the key through the
+        searcher (the NaN policy), its supernet (precision, recomputed cells) or not at all (jit_compile keeps no
+        trace)."""
         searcher.report_first_steps = bool(self.execution.progress)
         if self.trace_directory:
             settings = dataclasses.asdict(self.config)
