@@ -11,7 +11,6 @@ the weights, the relaxation's draws and the losses stay float32; float16 adds dy
 (optim.DynamicLossScale), whose overflowing steps are skipped.
 """
 
-import functools
 import threading
 import time
 
@@ -142,29 +141,27 @@ class Searcher(keras.Model):
         def train_function(iterator):
             nonlocal stepped
             first, stepped = not stepped, True
+            report = first and self.report_first_steps
             if tf.distribute.has_strategy() or not isinstance(iterator, tf.data.Iterator):
-                run, prepare = functools.partial(keras_function, iterator), None
-            else:
-                signature = (iterator.element_spec,)
-                # From the second step on: the first one, and the checkpoint and callbacks after it, are what a
-                # user waits for, and the tracing thread would share the interpreter with them.
-                if self.trace_ahead and self._ahead is None and not first:
-                    self._start_trace_ahead(signature)
-
-                def run():
-                    return step(next(iterator), signature=signature)
-
-                prepare = functools.partial(step.trace, signature)
-            if first and self.report_first_steps:
-                return self._reported_first_run(run, prepare, prepared_ahead=step is ahead)
-            return run()
+                if report:
+                    return self._reported_first_run(lambda: keras_function(iterator))
+                return keras_function(iterator)
+            signature = (iterator.element_spec,)
+            # From the second step on: the first one, and the checkpoint and callbacks after it, are what a user
+            # waits for, and the tracing thread would share the interpreter with them.
+            if self.trace_ahead and self._ahead is None and not first:
+                self._start_trace_ahead(signature)
+            if report:
+                return self._reported_first_run(lambda: step(next(iterator), signature=signature),
+                                                prepare=lambda: step.trace(signature), prepared_ahead=step is ahead)
+            return step(next(iterator), signature=signature)
 
         self.train_function = train_function
         return train_function
 
-    def _reported_first_run(self, run, prepare, prepared_ahead):
+    def _reported_first_run(self, run, prepare=None, prepared_ahead=False):
         """`run()`, a new step's first run, with a line before it and one after it with its time; `prepare()`
-        (None under a strategy), which traces the step or loads it, timed apart."""
+        (none under a strategy), which traces the step or loads it, timed apart."""
         print(f"preparing the train step (architecture updates {'on' if self.arch_updates else 'off'}): tracing, "
               "graph optimisation, first run (minutes for a large supernet)", flush=True)
         start, traces = time.perf_counter(), self.traces

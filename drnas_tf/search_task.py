@@ -113,7 +113,6 @@ class SearchTask(run_loop.RunTask):
         self.stage = state["stage"] if state else 0
         searcher = build_searcher(self.config, self.stage, state["masks"] if state else None, strategy,
                                   self.execution)
-        self.genotype = searcher.supernet.genotype()
         return self._configured(searcher)
 
     def _configured(self, searcher):
@@ -201,7 +200,9 @@ class SearchTask(run_loop.RunTask):
                 + trajectory.summary_text(self.analysis))
 
     def finish(self, model, out_dir):
-        return self.genotype
+        # Derived from the model, whose architecture parameters the run restored: a finished search re-run
+        # restores them and runs no epoch, and reports the genotype its genotype.json holds.
+        return model.supernet.genotype()
 
 
 def run_search(config, model_dir, epoch_data, flags_text="", strategy=None, execution=None, callbacks=(),

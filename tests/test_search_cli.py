@@ -80,8 +80,10 @@ def test_short_digits_search_end_to_end(tmp_path):
         (edge, top, round(p, 2)) for edge, top, p, _, _ in expected]
     assert "/10 distinct, op entropy" in result.stdout and "benchmark cifar10/test=" in result.stdout
     assert "--dataset=digits" in open(os.path.join(model_dir, "flags.txt")).read()
+    assert f"final genotype: {record['text']}\n" in result.stdout
     again = run_module("drnas_tf.search", *flags)  # finished: resuming does nothing more and says the same
     assert again.returncode == 0 and json.load(open(os.path.join(model_dir, "genotype.json"))) == record
+    assert f"final genotype: {record['text']}\n" in again.stdout
 
 
 def test_helpshort_lists_the_analysis_flags():
